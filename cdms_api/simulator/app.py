@@ -1,0 +1,397 @@
+"""The simulator as a WSGI application: routing, bearer auth, faults, throttle and journal
+around the Web API resources."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import simplejson
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from . import batch
+from .auth import TokenIssuer
+from .control import FaultRule, Faults, Journal, Throttle
+from .errors import QUERY_SYNTAX, UNAUTHORIZED, DataverseError, bad_query, not_found
+from .metadata import csdl
+from .options import Preferences, ReadOptions, parse_expand, parse_read_options, parse_select
+from .reads import CollectionRead, context_url, etag, expansions, represent
+from .schema import EntitySet, Schema
+from .seed import SEEDS
+from .store import Store
+from .writes import Writer, parse_key
+
+API_PREFIX = "/api/data/v9.2/"
+TOKEN_PATHS = re.compile(r"/(?:[^/]+/)?oauth2/(?:v2\.0/)?token\Z")
+ENTITY = re.compile(
+    r"(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>[^()]*)\))?(?P<count>/\$count)?\Z"
+)
+JSON_TYPE = "application/json; odata.metadata=minimal"
+
+
+class DropConnection(Exception):
+    """Close the client's connection without answering."""
+
+
+def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
+    response = Response(
+        simplejson.dumps(body, use_decimal=True, ensure_ascii=False), status, content_type=JSON_TYPE
+    )
+    response.headers["OData-Version"] = "4.0"
+    response.headers.update(headers or {})
+    return response
+
+
+def challenge(host_url: str) -> str:
+    return f"Bearer authorization_uri={host_url}oauth2/token, resource_id={host_url}"
+
+
+def empty(status: int, headers: dict | None = None) -> Response:
+    """A response without a body (204, 304): no Content-Type."""
+    response = Response(status=status, headers={"OData-Version": "4.0", **(headers or {})})
+    del response.headers["Content-Type"]
+    return response
+
+
+def error_response(error: DataverseError) -> Response:
+    return json_response(error.body(), error.status, error.headers)
+
+
+def read_json(request: Request, entity_set: EntitySet) -> Any:
+    try:
+        return simplejson.loads(request.get_data(as_text=True) or "null", use_decimal=True)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataverseError(
+            400,
+            "0x80048d19",
+            f"Error identified in Payload provided by the user for Entity :'{entity_set.name}'"
+            f" ----> InnerException : {error}",
+        ) from None
+
+
+class Simulator:
+    """The whole remote CRM: schema, rows, auth and the test controls."""
+
+    def __init__(
+        self,
+        schema: Schema | None = None,
+        db: str = ":memory:",
+        seed: str = "demo",
+        token_lifetime_s: float | None = None,
+    ):
+        self.schema = schema or Schema.load()
+        self.store = Store(self.schema, db)
+        self.writer = Writer(self.schema, self.store)
+        self.tokens = TokenIssuer()
+        if token_lifetime_s is not None:
+            self.tokens.lifetime_s = token_lifetime_s
+        self.faults, self.journal, self.throttle = Faults(), Journal(), Throttle()
+        self.seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the seed data, with no faults, no throttle and an empty journal."""
+        self.store.clear()
+        SEEDS[self.seed](self)
+        self.faults.clear()
+        self.journal.clear()
+        self.throttle.configure(None)
+
+    def load(self, entity_set_name: str, records: Iterable[dict]) -> list[str]:
+        """Create records as POST would, in one transaction; returns their keys."""
+        entity_set = self.entity_set(entity_set_name)
+        with self.store.transaction():
+            return [self.writer.create(entity_set, record)[0] for record in records]
+
+    def entity_set(self, name: str) -> EntitySet:
+        try:
+            return self.schema[name]
+        except KeyError:
+            raise DataverseError(
+                404, "0x8006088a", f"Resource not found for the segment '{name}'."
+            ) from None
+
+    # WSGI --------------------------------------------------------------------------------------
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        request = Request(environ)
+        started = time.perf_counter()
+        response: Response | None = None
+        try:
+            response = self.handle(request)
+        except DropConnection:
+            self._drop(environ)
+            response = Response(b"", 599)
+        finally:
+            if not request.path.startswith("/__admin/"):
+                self.journal.record(
+                    method=request.method,
+                    path=request.path,
+                    query=request.query_string.decode("latin-1"),
+                    status=response.status_code if response else 599,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    time=time.time(),
+                    client=request.remote_addr,
+                )
+        return response(environ, start_response)
+
+    @staticmethod
+    def _drop(environ: dict) -> None:
+        connection = environ.get("werkzeug.socket")
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/__admin/"):
+            return self.admin(request)
+        rule = self.faults.take(request.method, path)
+        if rule and rule.delay_ms:
+            time.sleep(rule.delay_ms / 1000)
+        if rule and rule.action == "drop":
+            raise DropConnection
+        if rule and rule.action == "respond":
+            return json_response(rule.error_body(), rule.status, rule.headers)
+        response = self.serve(request)
+        if rule and rule.action == "apply_then_fail":
+            if rule.status is None:
+                raise DropConnection
+            return json_response(rule.error_body(), rule.status, rule.headers)
+        return response
+
+    def serve(self, request: Request) -> Response:
+        if TOKEN_PATHS.match(request.path) and request.method == "POST":
+            status, body = self.tokens.issue(
+                request.form.to_dict(), request.headers.get("Authorization")
+            )
+            return Response(simplejson.dumps(body), status, content_type="application/json")
+        if not request.path.startswith(API_PREFIX):
+            return error_response(
+                DataverseError(
+                    404,
+                    "0x8006088a",
+                    f"No HTTP resource was found that matches the request URI '{request.url}'.",
+                )
+            )
+        client = self.tokens.client_of(request.headers.get("Authorization"))
+        if client is None:
+            return error_response(
+                DataverseError(
+                    401,
+                    UNAUTHORIZED,
+                    "The user is not authenticated: a valid bearer token is required.",
+                    {"WWW-Authenticate": challenge(request.host_url)},
+                )
+            )
+        try:
+            self.throttle.check(client)
+            return self.dispatch(request)
+        except DataverseError as error:
+            return error_response(error)
+
+    # Web API -----------------------------------------------------------------------------------
+    def base_url(self, request: Request) -> str:
+        return request.host_url.rstrip("/") + API_PREFIX
+
+    def dispatch(self, request: Request) -> Response:
+        """Route one Web API request (also called for each operation of a ``$batch``)."""
+        resource = request.path[len(API_PREFIX) :]
+        response = Response(status=500)
+        request_id = str(uuid.uuid4())
+        try:
+            response = self.route(request, resource)
+        except DataverseError as error:
+            response = error_response(error)
+        except HTTPException as error:
+            response = error_response(
+                DataverseError(error.code or 400, QUERY_SYNTAX, error.description or str(error))
+            )
+        response.headers["REQ_ID"] = request_id
+        return response
+
+    def route(self, request: Request, resource: str) -> Response:
+        method = request.method
+        if resource == "":
+            return json_response(
+                {
+                    "@odata.context": f"{self.base_url(request)}$metadata",
+                    "value": [
+                        {"name": n, "kind": "EntitySet", "url": n} for n in self.schema.entity_sets
+                    ],
+                }
+            )
+        if resource == "$metadata":
+            return Response(
+                csdl(self.schema), content_type="application/xml", headers={"OData-Version": "4.0"}
+            )
+        if resource == "$batch":
+            self.allow(method, "POST")
+            return batch.handle(self, request)
+        match = ENTITY.match(resource)
+        if not match:
+            segment = resource.split("/")[0].split("(")[0]
+            raise DataverseError(
+                404, "0x8006088a", f"Resource not found for the segment '{segment}'."
+            )
+        entity_set = self.entity_set(match.group("set"))
+        prefs = Preferences.parse(request.headers.get("Prefer"))
+        args = request.args.to_dict()
+        if match.group("count"):
+            self.allow(method, "GET")
+            return self.count(request, entity_set, match.group("key"), args)
+        if match.group("key") is None:
+            if method == "GET":
+                options = parse_read_options(self.schema, entity_set, args, prefs.track_changes)
+                body, headers = CollectionRead(
+                    self.schema, self.store, options, prefs, self.base_url(request), args
+                ).run()
+                return json_response(body, headers=headers)
+            self.allow(method, "GET", "POST")
+            key, _ = self.writer.create(entity_set, read_json(request, entity_set))
+            return self.written(request, entity_set, key, prefs, created=True)
+        key = parse_key(entity_set, match.group("key"))
+        if method == "GET":
+            return self.read_one(request, entity_set, key, args)
+        if method == "PATCH":
+            created = self.writer.upsert(
+                entity_set,
+                key,
+                read_json(request, entity_set),
+                request.headers.get("If-Match"),
+                request.headers.get("If-None-Match"),
+            )
+            return self.written(request, entity_set, key, prefs, created=created)
+        self.allow(method, "GET", "PATCH", "DELETE")
+        self.writer.delete(entity_set, key, request.headers.get("If-Match"))
+        return empty(204)
+
+    @staticmethod
+    def allow(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise DataverseError(
+                405,
+                QUERY_SYNTAX,
+                f"The requested resource does not support http method '{method}'.",
+            )
+
+    def entity_url(self, request: Request, entity_set: EntitySet, key: str) -> str:
+        return f"{self.base_url(request)}{entity_set.name}({key})"
+
+    def read_one(
+        self, request: Request, entity_set: EntitySet, key: str, args: dict[str, str]
+    ) -> Response:
+        unknown = {k for k in args if k.startswith("$")} - {"$select", "$expand"}
+        if unknown:
+            raise bad_query(f"The query parameter {min(unknown)} is not supported here.")
+        row = self.store.get(entity_set, key)
+        if row is None:
+            raise not_found(entity_set.entity_type, key)
+        if "$expand" not in args and request.headers.get("If-None-Match") == etag(row):
+            return empty(304, {"ETag": etag(row)})
+        return self.entity(request, entity_set, row, args, expand=True)
+
+    def written(
+        self, request: Request, entity_set: EntitySet, key: str, prefs: Preferences, created: bool
+    ) -> Response:
+        """The answer to a create or update: 204 with the record's address, or the record
+        itself with ``Prefer: return=representation`` (201 when created, 200 when updated;
+        ``$expand`` applies to creates only, as in Dataverse)."""
+        if not prefs.return_representation:
+            url = self.entity_url(request, entity_set, key)
+            return empty(204, {"OData-EntityId": url, "Location": url})
+        row = self.store.get(entity_set, key)
+        response = self.entity(request, entity_set, row, request.args.to_dict(), expand=created)
+        response.status_code = 201 if created else 200
+        response.headers["Preference-Applied"] = "return=representation"
+        return response
+
+    def entity(
+        self, request: Request, entity_set: EntitySet, row: Any, args: dict[str, str], expand: bool
+    ) -> Response:
+        select = parse_select(entity_set, args["$select"]) if "$select" in args else None
+        expands = (
+            parse_expand(self.schema, entity_set, args["$expand"])
+            if expand and "$expand" in args
+            else []
+        )
+        context = context_url(self.base_url(request), entity_set, select, expands)
+        body = {"@odata.context": context + "/$entity"}
+        body.update(represent(entity_set, row, select, expansions(self.store, [row], expands)[0]))
+        return json_response(body, headers={"ETag": etag(row)})
+
+    def count(
+        self, request: Request, entity_set: EntitySet, key: str | None, args: dict[str, str]
+    ) -> Response:
+        if key is not None:
+            raise bad_query("$count applies to a collection.")
+        options = ReadOptions(
+            entity_set,
+            filter=args.get("$filter"),
+            aliases={k: v for k, v in args.items() if k.startswith("@")},
+        )
+        read = CollectionRead(
+            self.schema, self.store, options, Preferences(), self.base_url(request), args
+        )
+        body: dict[str, Any] = {}
+        read.add_count(body, *read.where())
+        return Response(
+            str(body["@odata.count"]), content_type="text/plain", headers={"OData-Version": "4.0"}
+        )
+
+    # Control API -----------------------------------------------------------------------------
+    def admin(self, request: Request) -> Response:
+        if not ipaddress.ip_address(request.remote_addr or "0.0.0.0").is_loopback:
+            return json_response({"error": "the control API answers loopback clients only"}, 403)
+        action = (request.method, request.path[len("/__admin/") :].rstrip("/"))
+        try:
+            body = simplejson.loads(request.get_data(as_text=True) or "null")
+        except ValueError:
+            return json_response({"error": "the body is not JSON"}, 400)
+        try:
+            if action == ("POST", "faults"):
+                rules = [
+                    FaultRule.from_json(spec)
+                    for spec in (body if isinstance(body, list) else [body])
+                ]
+                self.faults.add(rules)
+                return json_response({"added": len(rules)}, 201)
+            if action == ("GET", "faults"):
+                return json_response({"faults": self.faults.listing()})
+            if action == ("DELETE", "faults"):
+                self.faults.clear()
+                return empty(204)
+            if action == ("GET", "requests"):
+                return json_response({"requests": self.journal.entries()})
+            if action == ("DELETE", "requests"):
+                self.journal.clear()
+                return empty(204)
+            if action == ("POST", "reset"):
+                self.reset()
+                return empty(204)
+            if action == ("POST", "throttle"):
+                self.throttle.configure(int(body["limit"]), float(body.get("window_s", 300)))
+                return empty(204)
+            if action == ("DELETE", "throttle"):
+                self.throttle.configure(None)
+                return empty(204)
+            if action == ("POST", "tokens"):
+                if "lifetime_s" in (body or {}):
+                    self.tokens.lifetime_s = float(body["lifetime_s"])
+                if (body or {}).get("expire_all"):
+                    self.tokens.expire_all()
+                return empty(204)
+            if action[0] == "POST" and action[1].startswith("load/"):
+                keys = self.load(action[1][len("load/") :], body or [])
+                return json_response({"keys": keys}, 201)
+        except (ValueError, KeyError, TypeError) as error:
+            return json_response({"error": str(error)}, 400)
+        except DataverseError as error:
+            return error_response(error)
+        return json_response({"error": f"no control endpoint {action[0]} {request.path}"}, 404)

@@ -1,0 +1,76 @@
+"""An OAuth2 token endpoint (client-credentials grant) and bearer-token checks.
+
+The demo credentials are fixed and public; they only ever open this simulator."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+DEMO_CLIENT_ID = "cdms-demo-client"
+DEMO_CLIENT_SECRET = "cdms-demo-secret"
+DEFAULT_LIFETIME_S = 3599
+
+
+@dataclass
+class TokenIssuer:
+    clients: dict[str, str] = field(default_factory=lambda: {DEMO_CLIENT_ID: DEMO_CLIENT_SECRET})
+    lifetime_s: float = DEFAULT_LIFETIME_S
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def issue(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict]:
+        """Answer a token request: (status, JSON body), shaped as Microsoft Entra ID answers."""
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if authorization and authorization.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(authorization[6:]).decode()
+            except ValueError:
+                decoded = ":"
+            user, _, password = decoded.partition(":")
+            client_id, client_secret = unquote(user), unquote(password)
+        if form.get("grant_type") != "client_credentials":
+            return 400, oauth_error(
+                "unsupported_grant_type",
+                "AADSTS70003: The app requested an unsupported grant type.",
+                70003,
+            )
+        expected = self.clients.get(client_id or "")
+        if expected is None or not secrets.compare_digest(expected, client_secret or ""):
+            return 401, oauth_error(
+                "invalid_client",
+                "AADSTS7000215: Invalid client secret provided, or unknown client.",
+                7000215,
+            )
+        token = secrets.token_urlsafe(32)
+        lifetime = self.lifetime_s
+        with self._lock:
+            self._tokens[token] = (client_id, time.monotonic() + lifetime)
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": int(lifetime),
+            "ext_expires_in": int(lifetime),
+            "access_token": token,
+        }
+
+    def client_of(self, authorization: str | None) -> str | None:
+        """The client a valid ``Authorization: Bearer`` header belongs to, or None."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        with self._lock:
+            entry = self._tokens.get(authorization[7:].strip())
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    def expire_all(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+def oauth_error(error: str, description: str, code: int) -> dict:
+    return {"error": error, "error_description": description, "error_codes": [code]}

@@ -1,0 +1,142 @@
+"""What tests steer through ``/__admin/``: injected faults, the request journal, a throttle."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import THROTTLED, UNEXPECTED, DataverseError
+
+ACTIONS = ("respond", "drop", "apply_then_fail")
+
+
+@dataclass
+class FaultRule:
+    """Answer matching requests with ``status`` (``respond``), close the connection without an
+    answer (``drop``), or apply the request and then answer ``status`` -- or drop, when no
+    status is given (``apply_then_fail``). ``times`` = None matches for ever."""
+
+    path: str = ".*"
+    method: str | None = None
+    times: int | None = 1
+    status: int | None = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay_ms: int = 0
+    action: str = "respond"
+
+    @classmethod
+    def from_json(cls, spec: Any) -> FaultRule:
+        if not isinstance(spec, dict):
+            raise ValueError("a fault rule is a JSON object")
+        unknown = set(spec) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault rule fields: {sorted(unknown)}")
+        rule = cls(**spec)
+        if rule.action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}")
+        if rule.action == "respond" and rule.status is None:
+            raise ValueError("a respond rule needs a status")
+        re.compile(rule.path)
+        return rule
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in (None, "*") or self.method.upper() == method) and bool(
+            re.search(self.path, path)
+        )
+
+    def error_body(self) -> Any:
+        if self.body is not None:
+            return self.body
+        if self.status == 429:
+            return DataverseError(429, THROTTLED, "Number of requests exceeded the limit.").body()
+        return DataverseError(
+            self.status or 500, UNEXPECTED, "An unexpected error occurred."
+        ).body()
+
+
+class Faults:
+    def __init__(self):
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+
+    def add(self, rules: list[FaultRule]) -> None:
+        with self._lock:
+            self._rules.extend(rules)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def listing(self) -> list[dict]:
+        with self._lock:
+            return [asdict(rule) for rule in self._rules]
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """The first rule matching the request, counting one use of it."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(method, path):
+                    if rule.times is not None:
+                        rule.times -= 1
+                        if rule.times <= 0:
+                            self._rules.remove(rule)
+                    return rule
+        return None
+
+
+class Journal:
+    def __init__(self, size: int = 100_000):
+        self._entries: deque[dict] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(self, **entry: Any) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[dict]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class Throttle:
+    """At most ``limit`` requests per ``window_s`` per client, then 429 with ``Retry-After``."""
+
+    def __init__(self):
+        self.limit: int | None = None
+        self.window_s: float = 300
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def configure(self, limit: int | None, window_s: float = 300) -> None:
+        with self._lock:
+            self.limit, self.window_s = limit, window_s
+            self._seen.clear()
+
+    def check(self, client: str) -> None:
+        if self.limit is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen[client]
+            while seen and seen[0] <= now - self.window_s:
+                seen.popleft()
+            if len(seen) >= self.limit:
+                retry_after = max(1, math.ceil(seen[0] + self.window_s - now))
+                raise DataverseError(
+                    429,
+                    THROTTLED,
+                    f"Number of requests exceeded the limit of {self.limit} over time window of "
+                    f"{self.window_s:g} seconds.",
+                    {"Retry-After": str(retry_after)},
+                )
+            seen.append(now)

@@ -1,0 +1,230 @@
+"""Collection reads: filter, order, keyset paging, ``$count``, ``$expand``, change tracking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from .filters import compile_filter
+from .options import (
+    MAX_PAGE_SIZE,
+    Expand,
+    Preferences,
+    ReadOptions,
+    encode_token,
+)
+from .schema import EntitySet, Property, Schema
+from .store import Store
+
+COUNT_LIMIT = 5000
+
+
+def etag(row: Any) -> str:
+    return f'W/"{row["versionnumber"]}"'
+
+
+def represent(
+    entity_set: EntitySet,
+    row: Any,
+    select: Sequence[Property] | None,
+    expanded: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A row as Dataverse writes it: etag, the selected properties, the key, expansions."""
+    record: dict[str, Any] = {"@odata.etag": etag(row)}
+    for prop in select or entity_set.properties.values():
+        record[prop.name] = prop.type.to_json(prop, row[prop.column])
+    key = entity_set.key_property
+    record[key.name] = row[key.column]
+    if expanded:
+        record.update(expanded)
+    return record
+
+
+def context_url(
+    base: str,
+    entity_set: EntitySet,
+    select: Sequence[Property] | None,
+    expand: Sequence[Expand] = (),
+) -> str:
+    parts = [p.name for p in select or ()]
+    for item in expand:
+        inner = ",".join(p.name for p in item.select or ())
+        parts.append(f"{item.navigation.navigation}({inner})")
+    return f"{base}$metadata#{entity_set.name}" + (f"({','.join(parts)})" if parts else "")
+
+
+def expansions(store: Store, rows: Sequence[Any], expand: Sequence[Expand]) -> list[dict]:
+    """The expanded lookups of every row, read with one query per navigation property."""
+    result: list[dict] = [{} for _ in rows]
+    for item in expand:
+        keys = {row[item.navigation.column] for row in rows} - {None}
+        target_key = item.target.key_property.column
+        found = {}
+        for chunk in _chunks(sorted(keys), 500):
+            marks = ", ".join("?" for _ in chunk)
+            for target in store.query(
+                f'SELECT * FROM "{item.target.name}" WHERE "{target_key}" IN ({marks})', chunk
+            ):
+                found[target[target_key]] = represent(item.target, target, item.select)
+        for row, extra in zip(rows, result, strict=True):
+            extra[item.navigation.navigation] = found.get(row[item.navigation.column])
+    return result
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def sort_keys(options: ReadOptions) -> list[tuple[Property, bool]]:
+    key = options.entity_set.key_property
+    keys = list(options.orderby)
+    if all(prop is not key for prop, _ in keys):
+        keys.append((key, False))
+    return keys
+
+
+def after_clause(keys: list[tuple[Property, bool]], values: list[Any]) -> tuple[str, list]:
+    """Rows strictly after ``values`` in the order of ``keys``, nulls first as in SQL Server."""
+    alternatives, params = [], []
+    for i, (prop, descending) in enumerate(keys):
+        terms, term_params = [], []
+        for earlier, value in zip(keys[:i], values[:i], strict=True):
+            terms.append(f't0."{earlier[0].column}" IS ?')
+            term_params.append(value)
+        column, value = f't0."{prop.column}"', values[i]
+        if value is None:
+            terms.append("0" if descending else f"{column} IS NOT NULL")
+        else:
+            terms.append(f"({column} < ? OR {column} IS NULL)" if descending else f"{column} > ?")
+            term_params.append(value)
+        alternatives.append("(" + " AND ".join(terms) + ")")
+        params.extend(term_params)
+    return "(" + " OR ".join(alternatives) + ")", params
+
+
+class CollectionRead:
+    """One page of ``GET <entity set>``."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        store: Store,
+        options: ReadOptions,
+        prefs: Preferences,
+        base_url: str,
+        args: dict[str, str],
+    ):
+        self.schema, self.store, self.options, self.prefs = schema, store, options, prefs
+        self.base_url, self.args = base_url, args
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        if not self.options.filter:
+            return [], []
+        sql, params = compile_filter(
+            self.schema, self.options.entity_set, self.options.filter, self.options.aliases
+        )
+        return [sql], params
+
+    def page_size(self) -> int | None:
+        if self.prefs.max_page_size:
+            return min(self.prefs.max_page_size, MAX_PAGE_SIZE)
+        if self.options.top is not None:
+            return None
+        return MAX_PAGE_SIZE
+
+    def run(self) -> tuple[dict[str, Any], dict[str, str]]:
+        options, entity_set = self.options, self.options.entity_set
+        if options.deltatoken is not None:
+            return self.delta()
+        clauses, params = self.where()
+        keys = sort_keys(options)
+        page_size = self.page_size()
+        limit = page_size + 1 if page_size else options.top
+        token = options.skiptoken or {}
+        paged_clauses, paged_params = list(clauses), list(params)
+        if token:
+            clause, extra = after_clause(keys, token["after"])
+            paged_clauses.append(clause)
+            paged_params.extend(extra)
+        order = ", ".join(f't0."{p.column}"' + (" DESC" if d else "") for p, d in keys)
+        where = f" WHERE {' AND '.join(paged_clauses)}" if paged_clauses else ""
+        rows = self.store.query(
+            f'SELECT t0.* FROM "{entity_set.name}" t0{where} ORDER BY {order} LIMIT ?',
+            [*paged_params, limit],
+        )
+        body: dict[str, Any] = {
+            "@odata.context": context_url(self.base_url, entity_set, options.select, options.expand)
+        }
+        headers: dict[str, str] = {}
+        if options.count:
+            self.add_count(body, clauses, params)
+        more = page_size is not None and len(rows) > page_size
+        rows = rows[:page_size] if page_size else rows
+        extra = expansions(self.store, rows, options.expand)
+        body["value"] = [
+            represent(entity_set, row, options.select, more_fields)
+            for row, more_fields in zip(rows, extra, strict=True)
+        ]
+        version = token.get("version")
+        if self.prefs.track_changes and version is None:
+            version = self.store.current_version()
+        if more:
+            payload = {"after": [rows[-1][p.column] for p, _ in keys]}
+            if version is not None:
+                payload["version"] = version
+            body["@odata.nextLink"] = self.link(**{"$skiptoken": encode_token(payload)})
+        elif self.prefs.track_changes:
+            body["@odata.deltaLink"] = self.link(**{"$deltatoken": str(version)})
+        if self.prefs.max_page_size:
+            headers["Preference-Applied"] = f"odata.maxpagesize={self.prefs.max_page_size}"
+        if self.prefs.track_changes:
+            headers["Preference-Applied"] = ", ".join(
+                filter(None, [headers.get("Preference-Applied"), "odata.track-changes"])
+            )
+        return body, headers
+
+    def add_count(self, body: dict[str, Any], clauses: list[str], params: list[Any]) -> None:
+        entity_set = self.options.entity_set
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        total = self.store.query(
+            f'SELECT COUNT(*) FROM (SELECT 1 FROM "{entity_set.name}" t0{where} LIMIT ?)',
+            [*params, COUNT_LIMIT + 1],
+        )[0][0]
+        body["@odata.count"] = min(total, COUNT_LIMIT)
+        if self.prefs.wants_annotation("Microsoft.Dynamics.CRM.totalrecordcount"):
+            body["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(total, COUNT_LIMIT)
+        if self.prefs.wants_annotation("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"):
+            body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > COUNT_LIMIT
+
+    def link(self, **replacements: str) -> str:
+        args = {k: v for k, v in self.args.items() if k not in ("$skiptoken", "$deltatoken")}
+        args.update(replacements)
+        return f"{self.base_url}{self.options.entity_set.name}?{urlencode(args, safe='$,()')}"
+
+    def delta(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """Rows changed and keys deleted since the delta token, and a new delta link."""
+        options, entity_set = self.options, self.options.entity_set
+        version = self.store.current_version()
+        rows = self.store.query(
+            f'SELECT * FROM "{entity_set.name}" WHERE versionnumber > ? AND versionnumber <= ? '
+            "ORDER BY versionnumber",
+            (options.deltatoken, version),
+        )
+        value: list[dict[str, Any]] = [represent(entity_set, row, options.select) for row in rows]
+        value.extend(
+            {
+                "@odata.context": f"{self.base_url}$metadata#{entity_set.name}/$deletedEntity",
+                "id": key,
+                "reason": "deleted",
+            }
+            for key in self.store.deleted_since(entity_set, options.deltatoken)
+        )
+        context = context_url(self.base_url, entity_set, options.select) + "/$delta"
+        body = {
+            "@odata.context": context,
+            "@odata.deltaLink": self.link(**{"$deltatoken": str(version)}),
+            "value": value,
+        }
+        return body, {"Preference-Applied": "odata.track-changes"}

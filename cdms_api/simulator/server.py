@@ -1,0 +1,81 @@
+"""A threaded HTTP server for the simulator, bound to loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .app import API_PREFIX, Simulator
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Requests are recorded in the simulator's journal; the console stays quiet."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+class SimulatorServer:
+    """The simulator served on ``host:port`` (port 0: a free one) from a background thread."""
+
+    def __init__(
+        self,
+        simulator: Simulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_remote: bool = False,
+    ):
+        if not allow_remote and not _is_loopback(host):
+            raise ValueError(f"{host} is not a loopback address; pass allow_remote=True to bind it")
+        self.simulator = simulator or Simulator()
+        self.server: BaseWSGIServer = make_server(
+            host, port, self.simulator, threaded=True, request_handler=QuietHandler
+        )
+        self.host, self.port = host, self.server.server_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def root_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + API_PREFIX
+
+    @property
+    def token_url(self) -> str:
+        return self.root_url + "/oauth2/token"
+
+    def start(self) -> SimulatorServer:
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name="cdms-simulator"
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread:
+            self._thread.join()
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

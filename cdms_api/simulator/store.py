@@ -1,0 +1,133 @@
+"""Rows in SQLite: one table per entity set, plus a change log that versions every write.
+
+Every write takes the next number of the change log as the row's ``versionnumber``; the weak
+ETag and the delta tokens of change tracking are both that number. One connection serves every
+thread, behind a lock; requests run inside ``transaction()``, which nests as savepoints so that
+a ``$batch`` changeset is atomic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .schema import EntitySet, Schema
+from .types import collate_decimal, collate_text, dataverse_like
+
+
+class Store:
+    def __init__(self, schema: Schema, path: str = ":memory:"):
+        self.schema = schema
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.create_collation("DATAVERSE", collate_text)
+        self.db.create_collation("DECIMAL", collate_decimal)
+        self.db.create_function("dataverse_like", 2, dataverse_like, deterministic=True)
+        self.db.execute(
+            "PRAGMA journal_mode=MEMORY" if path == ":memory:" else "PRAGMA journal_mode=WAL"
+        )
+        self._depth = 0
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        with self.transaction():
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS _changes (version INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " entity_set TEXT NOT NULL, key TEXT NOT NULL, deleted INTEGER NOT NULL)"
+            )
+            for entity_set in self.schema.entity_sets.values():
+                columns = ", ".join(
+                    f'"{p.column}" {p.type.column}'
+                    + (" PRIMARY KEY" if p.name == entity_set.key else "")
+                    for p in entity_set.properties.values()
+                )
+                self.db.execute(f'CREATE TABLE IF NOT EXISTS "{entity_set.name}" ({columns})')
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing; nested calls are savepoints of the outermost transaction."""
+        with self.lock:
+            name = f"sp{self._depth}"
+            self.db.execute("BEGIN" if self._depth == 0 else f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                self.db.execute("ROLLBACK" if self._depth == 0 else f"ROLLBACK TO {name}")
+                if self._depth:
+                    self.db.execute(f"RELEASE {name}")
+                raise
+            self._depth -= 1
+            self.db.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+
+    def query(self, sql: str, params: list[Any] | tuple = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.db.execute(sql, params).fetchall()
+
+    def get(self, entity_set: EntitySet, key: str) -> sqlite3.Row | None:
+        rows = self.query(
+            f'SELECT * FROM "{entity_set.name}" WHERE "{entity_set.key_property.column}" = ?',
+            (key,),
+        )
+        return rows[0] if rows else None
+
+    def _next_version(self, entity_set: EntitySet, key: str, deleted: bool) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO _changes (entity_set, key, deleted) VALUES (?, ?, ?)",
+            (entity_set.name, key, int(deleted)),
+        )
+        return cursor.lastrowid
+
+    def insert(self, entity_set: EntitySet, key: str, values: dict[str, Any]) -> None:
+        """``values`` maps column names to stored values; the key is added here."""
+        with self.transaction():
+            row = {**values, entity_set.key_property.column: key}
+            row["versionnumber"] = self._next_version(entity_set, key, deleted=False)
+            names = ", ".join(f'"{c}"' for c in row)
+            marks = ", ".join("?" for _ in row)
+            self.db.execute(
+                f'INSERT INTO "{entity_set.name}" ({names}) VALUES ({marks})', list(row.values())
+            )
+
+    def update(self, entity_set: EntitySet, key: str, values: dict[str, Any]) -> None:
+        with self.transaction():
+            row = {**values, "versionnumber": self._next_version(entity_set, key, deleted=False)}
+            assignments = ", ".join(f'"{c}" = ?' for c in row)
+            self.db.execute(
+                f'UPDATE "{entity_set.name}" SET {assignments} '
+                f'WHERE "{entity_set.key_property.column}" = ?',
+                [*row.values(), key],
+            )
+
+    def delete(self, entity_set: EntitySet, key: str) -> None:
+        with self.transaction():
+            self._next_version(entity_set, key, deleted=True)
+            self.db.execute(
+                f'DELETE FROM "{entity_set.name}" WHERE "{entity_set.key_property.column}" = ?',
+                (key,),
+            )
+
+    def current_version(self) -> int:
+        rows = self.query("SELECT COALESCE(MAX(version), 0) FROM _changes")
+        return rows[0][0]
+
+    def deleted_since(self, entity_set: EntitySet, version: int) -> list[str]:
+        """Keys deleted after ``version`` that do not exist now."""
+        rows = self.query(
+            f"SELECT DISTINCT c.key FROM _changes c WHERE c.entity_set = ? AND c.deleted = 1"
+            f' AND c.version > ? AND NOT EXISTS (SELECT 1 FROM "{entity_set.name}" t'
+            f' WHERE t."{entity_set.key_property.column}" = c.key)',
+            (entity_set.name, version),
+        )
+        return [row[0] for row in rows]
+
+    def clear(self) -> None:
+        with self.transaction():
+            for entity_set in self.schema.entity_sets.values():
+                self.db.execute(f'DELETE FROM "{entity_set.name}"')
+            self.db.execute("DELETE FROM _changes")

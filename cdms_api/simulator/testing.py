@@ -1,0 +1,82 @@
+"""A handle on a running simulator for tests: URLs, credentials, a bearer-token session and
+the ``/__admin/`` control API, all over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from .auth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from .server import SimulatorServer
+
+
+class SimulatorHandle:
+    client_id = DEMO_CLIENT_ID
+    client_secret = DEMO_CLIENT_SECRET
+
+    def __init__(self, server: SimulatorServer):
+        self.server = server
+        self.root_url = server.root_url
+        self.base_url = server.base_url
+        self.token_url = server.token_url
+        self._admin = requests.Session()
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        response = self._admin.request(
+            method, f"{self.root_url}/__admin/{path}", json=json, timeout=30
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def token(self) -> str:
+        response = requests.post(
+            self.token_url,
+            timeout=10,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+            },
+        )
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def session(self) -> requests.Session:
+        """A plain ``requests`` session that sends a valid bearer token."""
+        session = requests.Session()
+        session.headers.update(
+            {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+        )
+        return session
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def add_faults(self, *rules: dict) -> None:
+        self._call("POST", "faults", list(rules))
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def journal(self) -> list[dict]:
+        return self._call("GET", "requests")["requests"]
+
+    def clear_journal(self) -> None:
+        self._call("DELETE", "requests")
+
+    def throttle(self, limit: int | None, window_s: float = 300) -> None:
+        if limit is None:
+            self._call("DELETE", "throttle")
+        else:
+            self._call("POST", "throttle", {"limit": limit, "window_s": window_s})
+
+    def tokens(self, lifetime_s: float | None = None, expire_all: bool = False) -> None:
+        body: dict[str, Any] = {"expire_all": expire_all}
+        if lifetime_s is not None:
+            body["lifetime_s"] = lifetime_s
+        self._call("POST", "tokens", body)
+
+    def load(self, entity_set: str, records: list[dict]) -> list[str]:
+        """Create many records at once (same validation as POST); returns their keys."""
+        return self._call("POST", f"load/{entity_set}", records)["keys"]

@@ -1,0 +1,1 @@
+"""The Django side of django-cdms: models synced through to the remote CRM."""
