@@ -1,0 +1,3 @@
+from . import simulator_read
+
+simulator_read.main([])
