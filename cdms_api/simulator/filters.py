@@ -9,6 +9,7 @@ true are returned. So the compiled SQL keeps nulls as SQL does, and never rewrit
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 from .errors import DataverseError, bad_query
 from .schema import EntitySet, Property, Schema
-from .types import DateTimeOffsetType, DateType, StringType
+from .types import DateTimeOffsetType, DateType, StringType, literal_edm
 
 CRM_NAMESPACE = ("Microsoft", "Dynamics", "CRM")
 COMPARATORS = {
@@ -50,8 +51,11 @@ def parse(text: str, aliases: dict[str, str] | None = None) -> ast._Node:
 
 
 def _substitute(text: str, aliases: dict[str, str]) -> str:
-    """Replace parameter aliases and turn ``[`` ``]`` into ``(`` ``)``, outside string literals."""
-    out, i, quoted = [], 0, False
+    """Replace parameter aliases and turn ``[`` ``]`` into ``(`` ``)``, outside string literals.
+
+    Inside a ``[...]`` collection, JSON-style double-quoted strings (``["5","2000"]``, as the
+    Dataverse documentation writes them) become OData strings: ``'5'``, with ``'`` doubled."""
+    out, i, quoted, depth = [], 0, False, 0
     while i < len(text):
         char = text[i]
         if char == "'":
@@ -64,11 +68,31 @@ def _substitute(text: str, aliases: dict[str, str]) -> str:
             out.append(_substitute(aliases[name], {}))
             i += len(name)
             continue
+        elif not quoted and char == '"' and depth > 0:
+            value, i = _json_string(text, i)
+            out.append("'" + value.replace("'", "''") + "'")
+            continue
         elif not quoted and char in "[]":
+            depth += 1 if char == "[" else -1
             char = "(" if char == "[" else ")"
         out.append(char)
         i += 1
     return "".join(out)
+
+
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def _json_string(text: str, start: int) -> tuple[str, int]:
+    """The JSON string literal at ``text[start]`` (a ``"``) and the index just after it."""
+    match = JSON_STRING.match(text, start)
+    if match is None:
+        raise bad_query(f"Syntax error in $filter '{text}': unterminated string.")
+    try:
+        value = json.loads(match.group())
+    except ValueError:
+        raise bad_query(f"Syntax error in $filter '{text}': invalid string.") from None
+    return value, match.end()
 
 
 @dataclass
@@ -131,7 +155,7 @@ class Compiler:
             return "(NULL)"
         if isinstance(right, ast._Literal):
             prop.type.check_literal(prop, right, kind)
-            return f"({column} {operator} {self.param(prop.type.from_literal(prop, right))})"
+            return f"({column} {operator} {self.param(self.literal(prop, right))})"
         other, other_column = self.operand(right)
         if other.type.edm != prop.type.edm:
             raise bad_query(
@@ -202,6 +226,17 @@ class Compiler:
         self.params.append(value)
         return "?"
 
+    @staticmethod
+    def literal(prop: Property, literal: ast._Literal) -> Any:
+        """The stored form of a literal already checked against ``prop``'s type; a literal the
+        grammar accepts but that names no value (``2021-02-30``) is a bad query."""
+        try:
+            return prop.type.from_literal(prop, literal)
+        except (ValueError, OverflowError):
+            raise bad_query(
+                f"The literal '{literal.val}' is not a valid {literal_edm(literal)} value."
+            ) from None
+
     # functions --------------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> str:
         if node.func.namespace == CRM_NAMESPACE:
@@ -263,7 +298,7 @@ class Compiler:
             return prop.type.from_text(prop, item.val)
         if isinstance(item, ast._Literal) and not isinstance(item, ast.Null):
             prop.type.check_literal(prop, item, "Equal")
-            return prop.type.from_literal(prop, item)
+            return self.literal(prop, item)
         raise bad_query(f"'{item}' is not a value for '{prop.name}'.")
 
     def membership(self, name, prop, column, arguments) -> str:
@@ -295,13 +330,11 @@ class Compiler:
             upper = "<"
         else:
             raise bad_query(f"Microsoft.Dynamics.CRM.{name} needs a date or date-time property.")
-        after = f"{column} >= {self.param(start)}"
         if name == "OnOrAfter":
-            return f"({after})"
-        before = f"{column} {upper} {self.param(end)}"
+            return f"({column} >= {self.param(start)})"
         if name == "OnOrBefore":
-            return f"({before})"
-        return f"({after} AND {before})"
+            return f"({column} {upper} {self.param(end)})"
+        return f"({column} >= {self.param(start)} AND {column} {upper} {self.param(end)})"
 
     # collections -----------------------------------------------------------------------------
     def visit_CollectionLambda(self, node: ast.CollectionLambda) -> str:

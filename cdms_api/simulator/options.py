@@ -13,6 +13,9 @@ from .errors import DataverseError, bad_query
 from .schema import EntitySet, Property, Schema
 
 MAX_PAGE_SIZE = 5000
+MAX_TOP = 2**31 - 1
+MAX_VERSION = 2**63 - 1
+DIGITS = re.compile(r"[0-9]+\Z")
 SUPPORTED = {
     "$select",
     "$filter",
@@ -51,7 +54,7 @@ class Preferences:
         for item in (header or "").split(","):
             name, _, value = item.strip().partition("=")
             name, value = name.strip().lower(), value.strip().strip('"')
-            if name == "odata.maxpagesize" and value.isdigit() and int(value) > 0:
+            if name == "odata.maxpagesize" and DIGITS.match(value) and int(value) > 0:
                 prefs.max_page_size = int(value)
             elif name == "odata.track-changes":
                 prefs.track_changes = True
@@ -117,7 +120,7 @@ def parse_read_options(
     if "$orderby" in args:
         options.orderby = parse_orderby(entity_set, args["$orderby"], aliases)
     if "$top" in args:
-        if not args["$top"].isdigit():
+        if not DIGITS.match(args["$top"]) or int(args["$top"]) > MAX_TOP:
             raise bad_query(f"Invalid value '{args['$top']}' for $top query option found.")
         options.top = int(args["$top"])
     if "$expand" in args:
@@ -130,7 +133,7 @@ def parse_read_options(
         options.skiptoken = decode_token(args["$skiptoken"])
     if "$deltatoken" in args:
         token = args["$deltatoken"]
-        if not token.isdigit():
+        if not DIGITS.match(token) or int(token) > MAX_VERSION:
             raise bad_query(f"The delta token '{token}' is not valid.")
         options.deltatoken = int(token)
     return options

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from .errors import bad_query
 from .filters import compile_filter
 from .options import (
     MAX_PAGE_SIZE,
@@ -104,6 +106,26 @@ def after_clause(keys: list[tuple[Property, bool]], values: list[Any]) -> tuple[
     return "(" + " OR ".join(alternatives) + ")", params
 
 
+def check_token(token: dict[str, Any], keys: list[tuple[Property, bool]]) -> None:
+    """A ``$skiptoken`` must hold one plain value per sort key (and maybe a version): the
+    token of another query, or one made up, is a bad request rather than a server error."""
+    after, version = token["after"], token.get("version")
+    if (
+        len(after) != len(keys)
+        or not all(value is None or _plain(value) for value in after)
+        or (version is not None and not (_plain(version) and isinstance(version, int)))
+    ):
+        raise bad_query("The $skiptoken value is not valid for this query.")
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
 class CollectionRead:
     """One page of ``GET <entity set>``."""
 
@@ -145,6 +167,7 @@ class CollectionRead:
         token = options.skiptoken or {}
         paged_clauses, paged_params = list(clauses), list(params)
         if token:
+            check_token(token, keys)
             clause, extra = after_clause(keys, token["after"])
             paged_clauses.append(clause)
             paged_params.extend(extra)

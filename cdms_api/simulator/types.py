@@ -93,6 +93,10 @@ class StringType(EdmType):
             )
         return value
 
+    def from_text(self, prop, text):
+        # A value to compare with is not a value to store: no length limit applies.
+        return text
+
 
 class GuidType(EdmType):
     edm = "Edm.Guid"
@@ -129,6 +133,14 @@ class IntegerType(EdmType):
         if not self.low <= value <= self.high:
             raise DataverseError(
                 400, VALIDATION, f"The value {value} of '{prop.name}' is outside the valid range."
+            )
+        return value
+
+    def from_literal(self, prop, literal):
+        value = literal.py_val
+        if isinstance(value, int) and not self.low <= value <= self.high:
+            raise bad_query(
+                f"The value {value} is outside the range of {self.edm}, the type of '{prop.name}'."
             )
         return value
 
@@ -197,6 +209,9 @@ class DoubleType(EdmType):
             raise type_error(prop, value)
         return float(value)
 
+    def from_literal(self, prop, literal):
+        return float(literal.py_val)
+
     def from_text(self, prop, text):
         try:
             return float(text)
@@ -253,6 +268,15 @@ class DateTimeOffsetType(EdmType):
     literals = (ast.DateTime, ast.Date)
 
     def from_json(self, prop, value):
+        return int(self._seconds(prop, value))
+
+    def from_text(self, prop, text):
+        # A bound to compare with keeps its fraction: 12:00:00.5 is after 12:00:00.
+        seconds = self._seconds(prop, text)
+        return int(seconds) if seconds.is_integer() else seconds
+
+    @staticmethod
+    def _seconds(prop, value) -> float:
         if not isinstance(value, str):
             raise type_error(prop, value)
         try:
@@ -261,7 +285,7 @@ class DateTimeOffsetType(EdmType):
             raise type_error(prop, value) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
-        return int((moment - EPOCH).total_seconds())
+        return (moment - EPOCH).total_seconds()
 
     def to_json(self, prop, stored):
         if stored is None:
@@ -321,7 +345,10 @@ def collate_decimal(left: str, right: str) -> int:
 @lru_cache(maxsize=4096)
 def like_regex(pattern: str) -> re.Pattern:
     """Compile a T-SQL ``LIKE`` pattern (``%``, ``_``, ``[set]``, ``[^set]``) as Dataverse
-    evaluates ``contains``/``startswith``/``endswith`` arguments."""
+    evaluates ``contains``/``startswith``/``endswith`` arguments, to match a folded value.
+
+    The wildcards are read in the pattern as written, and only then are its literal characters
+    folded: a full-width bracket (U+FF3B) compares equal to ``[`` but never opens a set."""
     out, i = [], 0
     while i < len(pattern):
         char = pattern[i]
@@ -333,19 +360,33 @@ def like_regex(pattern: str) -> re.Pattern:
             body = pattern[i + 1 : end]
             negate = body.startswith("^") and len(body) > 1
             body = body[1:] if negate else body
-            parts = [
-                re.escape(part) if len(part) == 1 else f"{re.escape(part[0])}-{re.escape(part[2])}"
-                for part in re.findall(r".-.|.", body, re.S)
-            ]
-            out.append(("[^" if negate else "[") + "".join(parts) + "]")
+            members = [_set_member(part) for part in re.findall(r".-.|.", body, re.S)]
+            members = [member for member in members if member]
+            if not members:
+                out.append("." if negate else "(?!)")
+            else:
+                group = "(?:" + "|".join(members) + ")"
+                out.append(f"(?!{group})." if negate else group)
             i = end
         else:
-            out.append(re.escape(char))
+            out.append(re.escape(fold(char)))
         i += 1
     return re.compile("".join(out), re.S)
+
+
+def _set_member(part: str) -> str | None:
+    """A character or a range of a ``[set]``, folded, as a regular expression; None when it
+    matches nothing (a reversed range such as ``z-a``, as in SQL Server)."""
+    if len(part) == 1:
+        folded = fold(part)
+        return re.escape(folded) if folded else None
+    low, high = fold(part[0]), fold(part[2])
+    if len(low) != 1 or len(high) != 1 or low > high:
+        return None
+    return f"[{re.escape(low)}-{re.escape(high)}]"
 
 
 def dataverse_like(value: str | None, pattern: str | None) -> int | None:
     if value is None or pattern is None:
         return None
-    return int(like_regex(fold(pattern)).fullmatch(fold(value)) is not None)
+    return int(like_regex(pattern).fullmatch(fold(value)) is not None)
