@@ -21,7 +21,7 @@ def records(count: int) -> list[dict]:
             "name": f"Benchmark account {i:06d}",
             "websiteurl": f"https://bench{i}.example",
             "numberofemployees": i % 5000,
-            "revenue": f"{i * 10}.25",
+            "revenue": i * 10 + 0.25,
             "new_ukbased": i % 2 == 0,
             "new_foundedon": "2001-02-03",
         }
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with SimulatorServer(Simulator(seed="none")) as server:
-        simulator = SimulatorHandle(server)
+        simulator = SimulatorHandle(server.root_url)
         started = time.perf_counter()
         batch = records(args.records)
         for start in range(0, len(batch), 5000):

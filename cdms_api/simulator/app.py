@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import re
 import socket
 import time
@@ -19,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from . import batch
 from .auth import TokenIssuer
 from .control import FaultRule, Faults, Journal, Throttle
-from .errors import QUERY_SYNTAX, UNAUTHORIZED, DataverseError, bad_query, not_found
+from .errors import QUERY_SYNTAX, UNAUTHORIZED, UNEXPECTED, DataverseError, bad_query, not_found
 from .metadata import csdl
 from .options import Preferences, ReadOptions, parse_expand, parse_read_options, parse_select
 from .reads import CollectionRead, context_url, etag, expansions, represent
@@ -28,6 +29,7 @@ from .seed import SEEDS
 from .store import Store
 from .writes import Writer, parse_key
 
+logger = logging.getLogger("cdms_api.simulator")
 API_PREFIX = "/api/data/v9.2/"
 TOKEN_PATHS = re.compile(r"/(?:[^/]+/)?oauth2/(?:v2\.0/)?token\Z")
 ENTITY = re.compile(
@@ -50,7 +52,7 @@ def json_response(body: Any, status: int = 200, headers: dict | None = None) -> 
 
 
 def challenge(host_url: str) -> str:
-    return f"Bearer authorization_uri={host_url}oauth2/token, resource_id={host_url}"
+    return f"Bearer authorization_uri={host_url}oauth2/authorize, resource_id={host_url}"
 
 
 def empty(status: int, headers: dict | None = None) -> Response:
@@ -58,6 +60,16 @@ def empty(status: int, headers: dict | None = None) -> Response:
     response = Response(status=status, headers={"OData-Version": "4.0", **(headers or {})})
     del response.headers["Content-Type"]
     return response
+
+
+def _loopback(address: str | None) -> bool:
+    """Whether a client address is this machine's (IPv4-mapped IPv6 included)."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def error_response(error: DataverseError) -> Response:
@@ -100,6 +112,7 @@ class Simulator:
         """Back to the seed data, with no faults, no throttle and an empty journal."""
         self.store.clear()
         SEEDS[self.seed](self)
+        self.tokens.restore_lifetime()
         self.faults.clear()
         self.journal.clear()
         self.throttle.configure(None)
@@ -158,13 +171,23 @@ class Simulator:
         if rule and rule.action == "drop":
             raise DropConnection
         if rule and rule.action == "respond":
-            return json_response(rule.error_body(), rule.status, rule.headers)
+            return self.fault_response(rule)
         response = self.serve(request)
         if rule and rule.action == "apply_then_fail":
             if rule.status is None:
                 raise DropConnection
-            return json_response(rule.error_body(), rule.status, rule.headers)
+            return self.fault_response(rule)
         return response
+
+    @staticmethod
+    def fault_response(rule: FaultRule) -> Response:
+        """A fault's answer: its JSON body (a Dataverse-shaped error by default), or a text
+        body sent as it is -- say the HTML page of a gateway in front of the service."""
+        if isinstance(rule.body, str):
+            response = Response(rule.body, rule.status, content_type="text/plain; charset=utf-8")
+            response.headers.update(rule.headers)
+            return response
+        return json_response(rule.error_body(), rule.status, rule.headers)
 
     def serve(self, request: Request) -> Response:
         if TOKEN_PATHS.match(request.path) and request.method == "POST":
@@ -203,8 +226,6 @@ class Simulator:
     def dispatch(self, request: Request) -> Response:
         """Route one Web API request (also called for each operation of a ``$batch``)."""
         resource = request.path[len(API_PREFIX) :]
-        response = Response(status=500)
-        request_id = str(uuid.uuid4())
         try:
             response = self.route(request, resource)
         except DataverseError as error:
@@ -213,7 +234,12 @@ class Simulator:
             response = error_response(
                 DataverseError(error.code or 400, QUERY_SYNTAX, error.description or str(error))
             )
-        response.headers["REQ_ID"] = request_id
+        except Exception:
+            logger.exception("the simulator failed on %s %s", request.method, request.path)
+            response = error_response(
+                DataverseError(500, UNEXPECTED, "An unexpected error occurred.")
+            )
+        response.headers["REQ_ID"] = str(uuid.uuid4())
         return response
 
     def route(self, request: Request, resource: str) -> Response:
@@ -347,11 +373,11 @@ class Simulator:
 
     # Control API -----------------------------------------------------------------------------
     def admin(self, request: Request) -> Response:
-        if not ipaddress.ip_address(request.remote_addr or "0.0.0.0").is_loopback:
+        if not _loopback(request.remote_addr):
             return json_response({"error": "the control API answers loopback clients only"}, 403)
         action = (request.method, request.path[len("/__admin/") :].rstrip("/"))
         try:
-            body = simplejson.loads(request.get_data(as_text=True) or "null")
+            body = simplejson.loads(request.get_data(as_text=True) or "null", use_decimal=True)
         except ValueError:
             return json_response({"error": "the body is not JSON"}, 400)
         try:
@@ -383,7 +409,7 @@ class Simulator:
                 return empty(204)
             if action == ("POST", "tokens"):
                 if "lifetime_s" in (body or {}):
-                    self.tokens.lifetime_s = float(body["lifetime_s"])
+                    self.tokens.override_lifetime(float(body["lifetime_s"]))
                 if (body or {}).get("expire_all"):
                     self.tokens.expire_all()
                 return empty(204)

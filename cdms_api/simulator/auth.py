@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 DEMO_CLIENT_ID = "cdms-demo-client"
 DEMO_CLIENT_SECRET = "cdms-demo-secret"
@@ -21,6 +21,7 @@ class TokenIssuer:
     clients: dict[str, str] = field(default_factory=lambda: {DEMO_CLIENT_ID: DEMO_CLIENT_SECRET})
     lifetime_s: float = DEFAULT_LIFETIME_S
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _configured_lifetime_s: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def issue(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict]:
@@ -32,7 +33,8 @@ class TokenIssuer:
             except ValueError:
                 decoded = ":"
             user, _, password = decoded.partition(":")
-            client_id, client_secret = unquote(user), unquote(password)
+            # RFC 6749 2.3.1: both are form-urlencoded before the Basic encoding
+            client_id, client_secret = unquote_plus(user), unquote_plus(password)
         if form.get("grant_type") != "client_credentials":
             return 400, oauth_error(
                 "unsupported_grant_type",
@@ -40,7 +42,9 @@ class TokenIssuer:
                 70003,
             )
         expected = self.clients.get(client_id or "")
-        if expected is None or not secrets.compare_digest(expected, client_secret or ""):
+        if expected is None or not secrets.compare_digest(
+            expected.encode(), (client_secret or "").encode()
+        ):
             return 401, oauth_error(
                 "invalid_client",
                 "AADSTS7000215: Invalid client secret provided, or unknown client.",
@@ -59,13 +63,28 @@ class TokenIssuer:
 
     def client_of(self, authorization: str | None) -> str | None:
         """The client a valid ``Authorization: Bearer`` header belongs to, or None."""
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             return None
         with self._lock:
-            entry = self._tokens.get(authorization[7:].strip())
+            entry = self._tokens.get(token.strip())
         if entry is None or entry[1] <= time.monotonic():
             return None
         return entry[0]
+
+    def override_lifetime(self, seconds: float) -> None:
+        """Issue tokens valid for ``seconds`` from now on, until ``restore_lifetime()``."""
+        with self._lock:
+            if self._configured_lifetime_s is None:
+                self._configured_lifetime_s = self.lifetime_s
+            self.lifetime_s = seconds
+
+    def restore_lifetime(self) -> None:
+        """Back to the lifetime the simulator was started with."""
+        with self._lock:
+            if self._configured_lifetime_s is not None:
+                self.lifetime_s = self._configured_lifetime_s
+                self._configured_lifetime_s = None
 
     def expire_all(self) -> None:
         with self._lock:

@@ -12,9 +12,11 @@ import email.policy
 import re
 import uuid
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import simplejson
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
     from .app import Simulator
 
 MAX_OPERATIONS = 1000
-REFERENCE = re.compile(r"\$(\d+)")
+WHOLE_REFERENCE = re.compile(r"\$(\d+)\Z")
+CONTEXT_SET = re.compile(r"\$metadata#([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -126,8 +129,10 @@ def _run_changeset(
                 response = _execute(simulator, request, operation, references)
                 if response.status_code >= 400:
                     raise ChangesetFailed(response, operation.content_id)
-                if operation.content_id and "OData-EntityId" in response.headers:
-                    references[operation.content_id] = response.headers["OData-EntityId"]
+                if operation.content_id:
+                    address = _address(simulator, request, response)
+                    if address:
+                        references[operation.content_id] = address
                 responses.append((response, operation.content_id))
     except ChangesetFailed as failure:
         return _http_part(failure.response, failure.content_id), failure.response
@@ -138,29 +143,67 @@ def _run_changeset(
     ), None
 
 
+def _address(simulator: Simulator, request: Request, response: Response) -> str | None:
+    """The URL of the record a changeset operation wrote, for ``$n`` references: its
+    ``OData-EntityId``, or with ``return=representation`` the key of the record returned."""
+    if "OData-EntityId" in response.headers:
+        return response.headers["OData-EntityId"]
+    if response.status_code not in (200, 201):
+        return None
+    body = simplejson.loads(response.get_data(as_text=True))
+    match = CONTEXT_SET.search(body.get("@odata.context", ""))
+    entity_set = simulator.schema.entity_sets.get(match.group(1)) if match else None
+    if entity_set is None or entity_set.key not in body:
+        return None
+    return f"{simulator.base_url(request)}{entity_set.name}({body[entity_set.key]})"
+
+
+def _unknown_reference(reference: str) -> DataverseError:
+    return DataverseError(
+        400,
+        "0x80060888",
+        f"Content-ID Reference: '{reference}' does not exist in the batch context.",
+    )
+
+
+def _resolve_body(body: bytes, references: dict[str, str]) -> bytes:
+    """Replace ``$n`` in the body's ``@odata.bind`` and ``@odata.id`` values."""
+    if b"$" not in body:
+        return body
+    try:
+        document = simplejson.loads(body, use_decimal=True)
+    except ValueError:
+        return body  # the operation itself answers that its body is not JSON
+    if not isinstance(document, dict):
+        return body
+    changed = False
+    for name, value in document.items():
+        if not (name.endswith("@odata.bind") or name == "@odata.id"):
+            continue
+        if isinstance(value, str) and (match := WHOLE_REFERENCE.match(value)):
+            if match.group(1) not in references:
+                raise _unknown_reference(value)
+            document[name] = references[match.group(1)]
+            changed = True
+    if not changed:
+        return body
+    return simplejson.dumps(document, use_decimal=True, ensure_ascii=False).encode("utf-8")
+
+
 def _execute(
     simulator: Simulator, batch_request: Request, operation: Operation, references: dict[str, str]
 ) -> Response:
-    target = REFERENCE.sub(lambda m: references.get(m.group(1), m.group(0)), operation.target)
-    if target.startswith("$"):
-        return _error(
-            DataverseError(
-                400,
-                "0x80060888",
-                f"Content-ID Reference: '{target}' does not exist in the batch context.",
-            )
-        )
+    target = operation.target
+    if match := WHOLE_REFERENCE.match(target.split("?")[0].split("/")[0]):
+        if match.group(1) not in references:
+            return _error(_unknown_reference(match.group(0)))
+        target = references[match.group(1)] + target[len(match.group(0)) :]
     url = urlsplit(target)
     path = url.path if url.path.startswith("/") else "/api/data/v9.2/" + url.path
-    body = operation.body
-    if references and body:
-        body = re.sub(
-            rb'"\$(\d+)"',
-            lambda m: (
-                '"' + references.get(m.group(1).decode(), m.group(0).decode().strip('"')) + '"'
-            ).encode(),
-            body,
-        )
+    try:
+        body = _resolve_body(operation.body, references)
+    except DataverseError as error:
+        return _error(error)
     headers = [h for h in operation.headers if h[0].lower() != "authorization"]
     environ = EnvironBuilder(
         path=path,
@@ -180,11 +223,18 @@ def _error(error: DataverseError) -> Response:
     return error_response(error)
 
 
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
 def _http_part(response: Response, content_id: str | None) -> str:
     head = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
     if content_id:
         head += f"Content-ID: {content_id}\r\n"
-    lines = [f"HTTP/1.1 {response.status}"]
+    lines = [f"HTTP/1.1 {response.status_code} {_reason(response.status_code)}"]
     lines += [
         f"{name}: {value}"
         for name, value in response.headers.items()

@@ -42,7 +42,26 @@ class FaultRule:
             raise ValueError(f"action must be one of {ACTIONS}")
         if rule.action == "respond" and rule.status is None:
             raise ValueError("a respond rule needs a status")
-        re.compile(rule.path)
+        if rule.status is not None and not (_is_int(rule.status) and 100 <= rule.status <= 599):
+            raise ValueError("status must be an HTTP status code (100-599) or null")
+        if rule.times is not None and not (_is_int(rule.times) and rule.times > 0):
+            raise ValueError("times must be a positive integer, or null for ever")
+        if isinstance(rule.delay_ms, bool) or not isinstance(rule.delay_ms, int | float):
+            raise ValueError("delay_ms must be a number")
+        if rule.delay_ms < 0:
+            raise ValueError("delay_ms must not be negative")
+        if rule.method is not None and not isinstance(rule.method, str):
+            raise ValueError("method must be a string or null")
+        if not isinstance(rule.headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in rule.headers.items()
+        ):
+            raise ValueError("headers must map names to string values")
+        if not isinstance(rule.path, str):
+            raise ValueError("path must be a regular expression")
+        try:
+            re.compile(rule.path)
+        except re.error as error:
+            raise ValueError(f"path is not a valid regular expression: {error}") from None
         return rule
 
     def matches(self, method: str, path: str) -> bool:
@@ -58,6 +77,10 @@ class FaultRule:
         return DataverseError(
             self.status or 500, UNEXPECTED, "An unexpected error occurred."
         ).body()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Faults:
@@ -118,6 +141,10 @@ class Throttle:
         self._lock = threading.Lock()
 
     def configure(self, limit: int | None, window_s: float = 300) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        if not window_s > 0:
+            raise ValueError("window_s must be positive")
         with self._lock:
             self.limit, self.window_s = limit, window_s
             self._seen.clear()
@@ -131,7 +158,8 @@ class Throttle:
             while seen and seen[0] <= now - self.window_s:
                 seen.popleft()
             if len(seen) >= self.limit:
-                retry_after = max(1, math.ceil(seen[0] + self.window_s - now))
+                frees_at = seen[0] + self.window_s if seen else now + self.window_s
+                retry_after = max(1, math.ceil(frees_at - now))
                 raise DataverseError(
                     429,
                     THROTTLED,

@@ -31,6 +31,6 @@ def cdms_simulator_server(pytestconfig: pytest.Config) -> Iterator[SimulatorServ
 
 @pytest.fixture
 def cdms_simulator(cdms_simulator_server: SimulatorServer) -> SimulatorHandle:
-    handle = SimulatorHandle(cdms_simulator_server)
+    handle = SimulatorHandle(cdms_simulator_server.root_url)
     handle.reset()
     return handle

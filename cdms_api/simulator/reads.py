@@ -165,6 +165,11 @@ class CollectionRead:
         page_size = self.page_size()
         limit = page_size + 1 if page_size else options.top
         token = options.skiptoken or {}
+        version = token.get("version")
+        if self.prefs.track_changes and version is None:
+            # taken before the rows are read: a write landing in between is in the next delta
+            version = self.store.current_version()
+        tracking = version is not None
         paged_clauses, paged_params = list(clauses), list(params)
         if token:
             check_token(token, keys)
@@ -190,19 +195,16 @@ class CollectionRead:
             represent(entity_set, row, options.select, more_fields)
             for row, more_fields in zip(rows, extra, strict=True)
         ]
-        version = token.get("version")
-        if self.prefs.track_changes and version is None:
-            version = self.store.current_version()
         if more:
             payload = {"after": [rows[-1][p.column] for p, _ in keys]}
-            if version is not None:
+            if tracking:
                 payload["version"] = version
             body["@odata.nextLink"] = self.link(**{"$skiptoken": encode_token(payload)})
-        elif self.prefs.track_changes:
+        elif tracking:
             body["@odata.deltaLink"] = self.link(**{"$deltatoken": str(version)})
         if self.prefs.max_page_size:
             headers["Preference-Applied"] = f"odata.maxpagesize={self.prefs.max_page_size}"
-        if self.prefs.track_changes:
+        if tracking:
             headers["Preference-Applied"] = ", ".join(
                 filter(None, [headers.get("Preference-Applied"), "odata.track-changes"])
             )
@@ -242,7 +244,7 @@ class CollectionRead:
                 "id": key,
                 "reason": "deleted",
             }
-            for key in self.store.deleted_since(entity_set, options.deltatoken)
+            for key in self.store.deleted_between(entity_set, options.deltatoken, version)
         )
         context = context_url(self.base_url, entity_set, options.select) + "/$delta"
         body = {

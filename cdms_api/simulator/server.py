@@ -9,6 +9,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import API_PREFIX, Simulator
 
+POLL_INTERVAL_S = 0.05  # how soon stop() is noticed
+
 
 class QuietHandler(WSGIRequestHandler):
     """Requests are recorded in the simulator's journal; the console stays quiet."""
@@ -51,7 +53,10 @@ class SimulatorServer:
 
     def start(self) -> SimulatorServer:
         self._thread = threading.Thread(
-            target=self.server.serve_forever, daemon=True, name="cdms-simulator"
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL_S},
+            daemon=True,
+            name="cdms-simulator",
         )
         self._thread.start()
         return self
@@ -60,10 +65,14 @@ class SimulatorServer:
         self.server.serve_forever()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread:
+        """Stop serving and close the socket; safe on a server that never started, and
+        twice."""
+        if self._thread is not None:
+            # shutdown() waits for serve_forever() to return: only call it when one runs
+            self.server.shutdown()
             self._thread.join()
+            self._thread = None
+        self.server.server_close()
 
     def __enter__(self) -> SimulatorServer:
         return self.start()

@@ -116,13 +116,13 @@ class Store:
         rows = self.query("SELECT COALESCE(MAX(version), 0) FROM _changes")
         return rows[0][0]
 
-    def deleted_since(self, entity_set: EntitySet, version: int) -> list[str]:
-        """Keys deleted after ``version`` that do not exist now."""
+    def deleted_between(self, entity_set: EntitySet, after: int, until: int) -> list[str]:
+        """Keys deleted in versions ``after`` < v <= ``until`` that do not exist now."""
         rows = self.query(
             f"SELECT DISTINCT c.key FROM _changes c WHERE c.entity_set = ? AND c.deleted = 1"
-            f' AND c.version > ? AND NOT EXISTS (SELECT 1 FROM "{entity_set.name}" t'
-            f' WHERE t."{entity_set.key_property.column}" = c.key)',
-            (entity_set.name, version),
+            f" AND c.version > ? AND c.version <= ? AND NOT EXISTS (SELECT 1 FROM"
+            f' "{entity_set.name}" t WHERE t."{entity_set.key_property.column}" = c.key)',
+            (entity_set.name, after, until),
         )
         return [row[0] for row in rows]
 

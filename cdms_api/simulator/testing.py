@@ -6,25 +6,31 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+import simplejson
 
+from .app import API_PREFIX
 from .auth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from .server import SimulatorServer
 
 
 class SimulatorHandle:
     client_id = DEMO_CLIENT_ID
     client_secret = DEMO_CLIENT_SECRET
 
-    def __init__(self, server: SimulatorServer):
-        self.server = server
-        self.root_url = server.root_url
-        self.base_url = server.base_url
-        self.token_url = server.token_url
+    def __init__(self, root_url: str):
+        """``root_url``: the server's scheme, host and port, e.g. ``http://127.0.0.1:8765``."""
+        self.root_url = root_url.rstrip("/")
+        self.base_url = self.root_url + API_PREFIX
+        self.token_url = self.root_url + "/oauth2/token"
         self._admin = requests.Session()
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """Decimals travel as exact JSON numbers, as the Web API writes them."""
         response = self._admin.request(
-            method, f"{self.root_url}/__admin/{path}", json=json, timeout=30
+            method,
+            f"{self.root_url}/__admin/{path}",
+            data=None if body is None else simplejson.dumps(body, use_decimal=True),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
         )
         response.raise_for_status()
         return response.json() if response.content else None

@@ -176,13 +176,16 @@ class DecimalType(EdmType):
     column = "TEXT COLLATE DECIMAL"
     literals = (ast.Integer, ast.Float)
 
-    def from_json(self, prop, value):
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-            raise type_error(prop, value)
+    def from_text(self, prop, text):
         try:
-            number = Decimal(str(value))
+            return self.from_json(prop, Decimal(text))
         except InvalidOperation:
-            raise type_error(prop, value) from None
+            raise type_error(prop, text) from None
+
+    def from_json(self, prop, value):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise type_error(prop, value)
+        number = Decimal(str(value))
         if not number.is_finite():
             raise type_error(prop, value)
         number = number.quantize(Decimal(1).scaleb(-prop.scale))

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import (
     DUPLICATE_KEY,
     PRECONDITION_FAILED,
+    UNEXPECTED,
     DataverseError,
     invalid_body,
     not_found,
@@ -20,7 +21,18 @@ from .schema import EntitySet, Schema
 from .store import Store
 from .types import now_seconds, parse_guid
 
+PAYLOAD = "0x80048d19"  # the OData reader rejected the request body
 BIND_TARGET = re.compile(r"(?:.*/)?([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)\Z")
+
+
+def payload_error(entity_set: EntitySet, detail: str) -> DataverseError:
+    """What Dataverse answers when its OData reader rejects a request body."""
+    return DataverseError(
+        400,
+        PAYLOAD,
+        f"Error identified in Payload provided by the user for Entity :'{entity_set.name}'"
+        f" ----> InnerException : {detail}",
+    )
 
 
 def duplicate() -> DataverseError:
@@ -52,7 +64,9 @@ class Writer:
     def columns(self, entity_set: EntitySet, body: Any, key: str | None) -> dict[str, Any]:
         """Validate a request body; return stored values by column (the key excluded)."""
         if not isinstance(body, dict):
-            raise invalid_body(f"The body for '{entity_set.name}' must be a JSON object.")
+            raise payload_error(
+                entity_set, "The body must be a JSON object with the record's properties."
+            )
         values: dict[str, Any] = {}
         for name, value in body.items():
             if name.endswith("@odata.bind"):
@@ -61,6 +75,19 @@ class Writer:
                 if lookup is None:
                     raise self.invalid_property(entity_set, navigation)
                 values[lookup.column] = self.bind_target(lookup.target, value)
+                continue
+            if name in entity_set.navigations:
+                # {"parentaccountid": null} disassociates, as "parentaccountid@odata.bind": null
+                # does; a record there would be a deep insert, which the simulator lacks.
+                if isinstance(value, dict):
+                    raise DataverseError(
+                        501,
+                        UNEXPECTED,
+                        f"The simulator does not implement deep insert through '{name}'.",
+                    )
+                if value is not None:
+                    raise self.invalid_property(entity_set, name)
+                values[entity_set.navigations[name].column] = None
                 continue
             if name.startswith("@") or "@" in name:
                 continue  # instance annotations such as @odata.type are ignored
@@ -80,7 +107,7 @@ class Writer:
     def invalid_property(entity_set: EntitySet, name: str) -> DataverseError:
         return DataverseError(
             400,
-            "0x80048d19",
+            PAYLOAD,
             f"Invalid property '{name}' was found in entity '{entity_set.qualified_type}'.",
         )
 
@@ -101,7 +128,17 @@ class Writer:
 
     def create(self, entity_set: EntitySet, body: Any) -> tuple[str, bool]:
         raw_key = body.get(entity_set.key) if isinstance(body, dict) else None
-        key = parse_key(entity_set, str(raw_key)) if raw_key is not None else str(uuid.uuid4())
+        key = (
+            str(uuid.uuid4())
+            if raw_key is None
+            else parse_guid(
+                raw_key,
+                lambda: payload_error(
+                    entity_set,
+                    f"Cannot convert the literal '{raw_key}' to the expected type 'Edm.Guid'.",
+                ),
+            )
+        )
         with self.store.transaction():
             values = self.columns(entity_set, body, None)
             if self.store.get(entity_set, key) is not None:

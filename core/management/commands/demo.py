@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         with SimulatorServer(Simulator(seed="demo")) as server:
-            Demo(SimulatorHandle(server), self.stdout.write).run()
+            Demo(SimulatorHandle(server.root_url), self.stdout.write).run()
 
 
 class Demo:
