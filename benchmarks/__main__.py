@@ -1,3 +1,4 @@
-from . import simulator_read
+from . import client_read, simulator_read
 
 simulator_read.main([])
+client_read.main([])

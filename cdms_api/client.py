@@ -1,0 +1,369 @@
+"""``CDMSClient``: records of the remote CRM read and written through the Web API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from . import odata
+from .auth import ClientCredentials
+from .batch import Batch
+from .errors import CDMSError, MalformedResponse, NotFound
+from .metadata import EntitySetInfo, parse_csdl
+from .retry import RetryPolicy
+from .session import CDMSSession
+
+#: Dataverse accepts URLs up to 32 KB; stay under it with room for the host part.
+MAX_URL_LENGTH = 32_000
+Filter = str | odata.Node | None
+T = TypeVar("T")
+
+
+class CDMSClient:
+    """One client per remote: it owns a pooled session and, with it, auth and retries.
+
+    Records are plain dicts as the Web API returns them (``@odata.etag``, ``modifiedon``,
+    lookups as ``_x_value``). Writes take dicts too; lookups are written as
+    ``{"parentaccountid@odata.bind": "/accounts(<key>)"}`` (see ``bind``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scope: str | None = None,
+        timeout: tuple[float, float] = (5.0, 60.0),
+        retry: RetryPolicy | None = None,
+        page_size: int = 5000,
+        keys: Mapping[str, str] | None = None,
+    ):
+        auth = None
+        if token_url:
+            if not client_id or not client_secret:
+                raise ValueError("a token URL needs a client id and a client secret")
+            auth = ClientCredentials(token_url, client_id, client_secret, scope)
+        self.session = CDMSSession(base_url, auth, timeout=timeout, retry=retry)
+        self.page_size = page_size
+        self._keys = dict(keys or {})
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> CDMSClient:
+        """Build from a ``CDMS`` settings dict: ``BASE_URL``, ``AUTH`` (``TOKEN_URL``,
+        ``CLIENT_ID``, ``CLIENT_SECRET``, ``SCOPE``), optional ``TIMEOUT`` (connect, read),
+        ``RETRY`` (RetryPolicy fields), ``PAGE_SIZE``, ``KEYS`` (entity set -> key name)."""
+        auth = settings.get("AUTH") or {}
+        options: dict[str, Any] = dict(
+            token_url=auth.get("TOKEN_URL"),
+            client_id=auth.get("CLIENT_ID"),
+            client_secret=auth.get("CLIENT_SECRET"),
+            scope=auth.get("SCOPE") or None,
+        )
+        if "TIMEOUT" in settings:
+            options["timeout"] = tuple(settings["TIMEOUT"])
+        if "RETRY" in settings:
+            options["retry"] = RetryPolicy(**settings["RETRY"])
+        if "PAGE_SIZE" in settings:
+            options["page_size"] = settings["PAGE_SIZE"]
+        if "KEYS" in settings:
+            options["keys"] = settings["KEYS"]
+        options.update(overrides)
+        return cls(settings["BASE_URL"], **options)
+
+    def __repr__(self) -> str:
+        return f"CDMSClient({self.session.base_url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # reads -------------------------------------------------------------------------------
+    def get(
+        self,
+        entity_set: str,
+        key: str | uuid.UUID,
+        select: Iterable[str] | None = None,
+        expand: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        params = _query_options(select=select, expand=expand)
+        response = self.session.request(
+            "GET", entity_path(entity_set, key), params=params, idempotent=True
+        )
+        return self.session.json(response)
+
+    def iter(
+        self,
+        entity_set: str,
+        filter: Filter = None,
+        select: Iterable[str] | None = None,
+        orderby: Iterable[str] | None = None,
+        top: int | None = None,
+        expand: Iterable[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching record, page by page (one request per page), in constant memory.
+
+        A filter too long for one URL is split on its longest ``In`` list; the parts are read
+        one after the other and records seen in an earlier part are skipped, so ordering holds
+        within each part only."""
+        filters = self._split(entity_set, filter, select=select, orderby=orderby, expand=expand)
+        if len(filters) == 1:
+            yield from self._pages(entity_set, filters[0], select, orderby, top, expand, page_size)
+            return
+        key, seen = self.key_of(entity_set), set()
+        select = None if select is None else sorted({*select, key})
+        for part in filters:
+            for record in self._pages(entity_set, part, select, orderby, top, expand, page_size):
+                if record[key] in seen:
+                    continue
+                seen.add(record[key])
+                yield record
+                if top is not None and len(seen) >= top:
+                    return
+
+    def _pages(self, entity_set, filter, select, orderby, top, expand, page_size):
+        params = _query_options(filter=filter, select=select, orderby=orderby, expand=expand)
+        page_size = page_size or self.page_size
+        if top is not None and top <= page_size:
+            params["$top"] = str(top)  # one answer: Dataverse ignores $top when paging
+            headers = {}
+        else:
+            headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        url: str | None = entity_set
+        while url:
+            response = self.session.request(
+                "GET", url, params=params, headers=headers, idempotent=True
+            )
+            page = self.session.json(response)
+            records = page.get("value")
+            if not isinstance(records, list):
+                raise MalformedResponse(
+                    "a collection answer without a 'value' list",
+                    status=response.status_code,
+                    method="GET",
+                    url=response.url,
+                )
+            if top is not None and len(records) >= top:
+                yield from records[:top]
+                return
+            yield from records
+            if top is not None:
+                top -= len(records)
+            url, params = page.get("@odata.nextLink"), None
+
+    def count(self, entity_set: str, filter: Filter = None) -> int:
+        """How many records match (Dataverse caps the figure at 5,000)."""
+        params = _query_options(filter=filter)
+        params.update({"$count": "true", "$top": "1"})
+        key = self.key_of(entity_set)
+        params["$select"] = key
+        response = self.session.request("GET", entity_set, params=params, idempotent=True)
+        body = self.session.json(response)
+        if not isinstance(body.get("@odata.count"), int):
+            raise MalformedResponse(
+                "a $count answer without @odata.count",
+                status=response.status_code,
+                method="GET",
+                url=response.url,
+            )
+        return body["@odata.count"]
+
+    # writes -------------------------------------------------------------------------------
+    def create(
+        self, entity_set: str, data: Mapping[str, Any], key: str | uuid.UUID | None = None
+    ) -> dict[str, Any]:
+        """Create a record and return it as stored (etag, ``modifiedon``, key).
+
+        The key is generated here when not given, so the outcome of a create whose answer was
+        lost can be found out by reading that key back: the record is created exactly once."""
+        key = str(key or uuid.uuid4())
+        body = {**data, self.key_of(entity_set): key}
+
+        def send() -> dict[str, Any]:
+            response = self.session.request(
+                "POST",
+                entity_set,
+                json=body,
+                idempotent=False,
+                headers={"Prefer": "return=representation"},
+            )
+            return self.session.json(response)
+
+        def created() -> dict[str, Any] | None:
+            try:
+                return self.get(entity_set, key)
+            except NotFound:
+                return None
+
+        return _exactly_once(send, created)
+
+    def update(
+        self,
+        entity_set: str,
+        key: str | uuid.UUID,
+        data: Mapping[str, Any],
+        etag: str | None = None,
+    ) -> dict[str, Any]:
+        """Change an existing record (never creates one). With ``etag``, only if the record
+        has not changed since (``PreconditionFailed`` otherwise). Returns the record."""
+        headers = {"If-Match": etag or "*", "Prefer": "return=representation"}
+        response = self.session.request(
+            "PATCH", entity_path(entity_set, key), json=dict(data), headers=headers, idempotent=True
+        )
+        return self.session.json(response)
+
+    def upsert(
+        self,
+        entity_set: str,
+        key: str | uuid.UUID,
+        data: Mapping[str, Any],
+        create_only: bool = False,
+    ) -> dict[str, Any]:
+        """Create the record with this key, or update it if it exists (``create_only``:
+        ``DuplicateKey`` instead of an update)."""
+        headers = {"Prefer": "return=representation"}
+        if create_only:
+            headers["If-None-Match"] = "*"
+        response = self.session.request(
+            "PATCH", entity_path(entity_set, key), json=dict(data), headers=headers, idempotent=True
+        )
+        return self.session.json(response)
+
+    def delete(self, entity_set: str, key: str | uuid.UUID, etag: str | None = None) -> None:
+        """Delete a record; with ``etag``, only if it has not changed since. A delete whose
+        answer was lost and that turns out to have happened is not an error."""
+        path = entity_path(entity_set, key)
+
+        def send() -> bool:
+            self.session.request(
+                "DELETE", path, idempotent=False, headers={"If-Match": etag} if etag else {}
+            )
+            return True
+
+        def deleted() -> bool | None:
+            try:
+                self.get(entity_set, key, select=[self.key_of(entity_set)])
+            except NotFound:
+                return True
+            return None
+
+        _exactly_once(send, deleted)
+
+    # batches, changes, metadata ---------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Collect operations, then send them as ``$batch`` requests when the block ends;
+        each operation then carries its outcome (``Batch.send``)."""
+        batch = Batch(self)
+        yield batch
+        batch.send()
+
+    def changes(
+        self, entity_set: str, select: Iterable[str] | None = None, delta_link: str | None = None
+    ) -> Changes:
+        """Without ``delta_link``: every record, and the link to changes from now on. With it:
+        the records created or changed since, the keys of those deleted, and the next link."""
+        headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={self.page_size}"}
+        url: str | None = delta_link or entity_set
+        params = None if delta_link else _query_options(select=select)
+        changes = Changes()
+        while url:
+            response = self.session.request(
+                "GET", url, params=params, headers=headers, idempotent=True
+            )
+            page = self.session.json(response)
+            for entry in page.get("value", []):
+                if entry.get("reason") == "deleted" or "$deletedEntity" in str(
+                    entry.get("@odata.context", "")
+                ):
+                    changes.deleted.append(entry["id"])
+                else:
+                    changes.changed.append(entry)
+            url, params = page.get("@odata.nextLink"), None
+            changes.delta_link = page.get("@odata.deltaLink", changes.delta_link)
+        if not changes.delta_link:
+            raise MalformedResponse(
+                "a change-tracking answer without @odata.deltaLink",
+                method="GET",
+                url=self.session.url(entity_set),
+            )
+        return changes
+
+    def metadata(self) -> dict[str, EntitySetInfo]:
+        """The entity sets of the remote, from ``$metadata``."""
+        response = self.session.request(
+            "GET", "$metadata", idempotent=True, headers={"Accept": "application/xml"}
+        )
+        return parse_csdl(response.content)
+
+    # helpers ------------------------------------------------------------------------------
+    def key_of(self, entity_set: str) -> str:
+        """The key property of an entity set: ``accounts`` -> ``accountid`` by Dataverse's
+        convention, unless ``keys`` says otherwise."""
+        if entity_set in self._keys:
+            return self._keys[entity_set]
+        singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.rstrip("s")
+        return f"{singular}id"
+
+    def _split(self, entity_set: str, filter: Filter, **options: Any) -> list[Filter]:
+        """The filter as one or more filters whose URLs stay within the limit."""
+        if not isinstance(filter, odata.Node):
+            return [filter]
+        others = urlencode(_query_options(**options)) + "&$top=5000&$filter="
+        budget = MAX_URL_LENGTH - len(self.session.url(entity_set)) - len(others)
+        return odata.split_for_length(filter, budget, measure=_encoded_length)
+
+
+@dataclass
+class Changes:
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    delta_link: str | None = None
+
+
+def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
+    """Send a write whose answer may be lost. When its outcome is unknown (``ambiguous``),
+    ``settled()`` reads the remote: the result if the write happened, None if it did not,
+    and then it is sent once more."""
+    try:
+        return send()
+    except CDMSError as error:
+        if not error.ambiguous:
+            raise
+    result = settled()
+    return result if result is not None else send()
+
+
+def _encoded_length(text: str) -> int:
+    return len(quote(text, safe=""))
+
+
+def entity_path(entity_set: str, key: str | uuid.UUID) -> str:
+    return f"{entity_set}({uuid.UUID(str(key))})"
+
+
+def bind(entity_set: str, key: str | uuid.UUID | None) -> str | None:
+    """The ``@odata.bind`` value for a lookup to ``entity_set(key)`` (None clears it)."""
+    return None if key is None else f"/{entity_path(entity_set, key)}"
+
+
+def _query_options(
+    filter: Filter = None,
+    select: Iterable[str] | None = None,
+    orderby: Iterable[str] | None = None,
+    expand: Iterable[str] | None = None,
+) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if filter is not None:
+        params["$filter"] = odata.render(filter) if isinstance(filter, odata.Node) else filter
+    if select:
+        params["$select"] = ",".join(select)
+    if orderby:
+        params["$orderby"] = ",".join(orderby)
+    if expand:
+        params["$expand"] = ",".join(expand)
+    return params

@@ -1,0 +1,112 @@
+"""Typed errors for everything that can go wrong talking to the remote CRM.
+
+Each carries what is needed to act on it -- HTTP status, the remote error code and message, the
+request id, method and URL -- and never a token, secret or ``Authorization`` header."""
+
+from __future__ import annotations
+
+DUPLICATE_KEY_CODE = "0x80040237"
+
+
+class CDMSError(Exception):
+    #: True when the remote may have applied the request although it failed (a dropped
+    #: connection, a read timeout, a 5xx): the outcome has to be found out, not guessed.
+    ambiguous: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        request_id: str | None = None,
+    ):
+        self.message, self.status, self.code = message, status, code
+        self.method, self.url, self.request_id = method, url, request_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status is not None or self.code:
+            parts.append(
+                f"(HTTP {self.status}" + (f", code {self.code}" if self.code else "") + ")"
+            )
+        if self.method and self.url:
+            parts.append(f"on {self.method} {self.url}")
+        if self.request_id:
+            parts.append(f"[request id {self.request_id}]")
+        return " ".join(parts)
+
+
+class CDMSNotSupported(CDMSError):
+    """A query or operation the remote cannot serve; the message says the way out."""
+
+
+class BadRequest(CDMSError):
+    """400: the remote refused the request (a query it cannot parse, a validation error)."""
+
+
+class AuthError(CDMSError):
+    """401/403, or the token endpoint refused the credentials."""
+
+
+class NotFound(CDMSError):
+    """404: no such record (or entity set)."""
+
+
+class Conflict(CDMSError):
+    """409 or 412: the write conflicts with the remote state."""
+
+
+class DuplicateKey(Conflict):
+    """A record with that key exists already."""
+
+
+class PreconditionFailed(Conflict):
+    """412: the record changed since the ETag the write was based on."""
+
+
+class Throttled(CDMSError):
+    """429: service protection limits; ``retry_after`` is in seconds when the remote said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(CDMSError):
+    """5xx from the remote."""
+
+
+class TransportError(CDMSError):
+    """The request got no HTTP answer: connection refused or reset, or a timeout."""
+
+
+class RemoteTimeout(TransportError):
+    """The connect or read timeout ran out."""
+
+
+class MalformedResponse(CDMSError):
+    """The remote answered something that is not the JSON expected."""
+
+
+def error_for_status(status: int, code: str | None) -> type[CDMSError]:
+    if status == 400:
+        return BadRequest
+    if status in (401, 403):
+        return AuthError
+    if status == 404:
+        return NotFound
+    if status in (409, 412):
+        return (
+            DuplicateKey
+            if code == DUPLICATE_KEY_CODE
+            else (PreconditionFailed if status == 412 else Conflict)
+        )
+    if status == 429:
+        return Throttled
+    if status >= 500:
+        return ServerError
+    return CDMSError

@@ -1,0 +1,69 @@
+"""The remote's ``$metadata`` (CSDL), reduced to what mapping checks need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from xml.etree import ElementTree as ET
+
+from .errors import MalformedResponse
+
+EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
+
+
+@dataclass
+class EntitySetInfo:
+    name: str
+    entity_type: str
+    key: str | None
+    properties: dict[str, str] = field(default_factory=dict)  # name -> Edm type
+    navigations: dict[str, str] = field(default_factory=dict)  # name -> target entity type
+
+
+def parse_csdl(document: bytes) -> dict[str, EntitySetInfo]:
+    """Entity sets by name, with their key, property types and navigation targets."""
+    try:
+        root = ET.fromstring(document)
+    except ET.ParseError as error:
+        raise MalformedResponse(f"$metadata is not XML: {error}") from None
+    types: dict[str, ET.Element] = {}
+    aliases: dict[str, str] = {}
+    for schema in root.iter(f"{EDM}Schema"):
+        namespace = schema.get("Namespace", "")
+        if schema.get("Alias"):
+            aliases[schema.get("Alias")] = namespace
+        for entity_type in schema.findall(f"{EDM}EntityType"):
+            types[f"{namespace}.{entity_type.get('Name')}"] = entity_type
+
+    def resolve(name: str) -> str:
+        prefix, _, rest = name.rpartition(".")
+        return f"{aliases.get(prefix, prefix)}.{rest}"
+
+    def flattened(qualified: str) -> list[ET.Element]:
+        """The type and its base types, derived first."""
+        chain = []
+        while qualified in types:
+            chain.append(types[qualified])
+            base = types[qualified].get("BaseType")
+            qualified = resolve(base) if base else ""
+        return chain
+
+    sets: dict[str, EntitySetInfo] = {}
+    for entity_set in root.iter(f"{EDM}EntitySet"):
+        qualified = resolve(entity_set.get("EntityType", ""))
+        info = EntitySetInfo(entity_set.get("Name", ""), qualified.rpartition(".")[2], None)
+        for element in flattened(qualified):
+            ref = element.find(f"{EDM}Key/{EDM}PropertyRef")
+            if info.key is None and ref is not None:
+                info.key = ref.get("Name")
+            for prop in element.findall(f"{EDM}Property"):
+                info.properties.setdefault(prop.get("Name"), prop.get("Type"))
+            for nav in element.findall(f"{EDM}NavigationProperty"):
+                target = nav.get("Type", "")
+                info.navigations.setdefault(
+                    nav.get("Name"),
+                    resolve(target).rpartition(".")[2]
+                    if not target.startswith("Collection(")
+                    else target,
+                )
+        sets[info.name] = info
+    return sets

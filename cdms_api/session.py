@@ -1,0 +1,295 @@
+"""The HTTP session every remote call goes through: connection pooling, bearer auth, timeouts,
+retries, logging and request hooks. Callers see ``request()`` and typed errors.
+
+Retries follow one rule: a request is tried again only when repeating it cannot do harm.
+Throttling (429), 503 and connections that were never established mean the remote did not act,
+so any request may be repeated. A read timeout, a dropped connection, 502 or 504 leave the
+outcome unknown, so only requests the caller marks ``idempotent`` are repeated after them."""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import simplejson
+from requests.adapters import HTTPAdapter
+
+from .auth import ClientCredentials
+from .errors import (
+    CDMSError,
+    MalformedResponse,
+    RemoteTimeout,
+    Throttled,
+    TransportError,
+    error_for_status,
+)
+from .odata import literal
+from .retry import AMBIGUOUS_STATUSES, RETRY_STATUSES, RetryPolicy
+
+logger = logging.getLogger("cdms_api")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One HTTP attempt, as reported to request listeners."""
+
+    method: str
+    url: str
+    status: int | None
+    duration_s: float
+    attempt: int
+    error: str | None = None
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+
+def check_base_url(url: str) -> str:
+    """HTTPS, or plain HTTP to a loopback address only (the local simulator)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return url if url.endswith("/") else url + "/"
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return url if url.endswith("/") else url + "/"
+    raise ValueError(f"refusing the non-HTTPS remote URL {url!r}: only loopback may use http")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class CDMSSession:
+    def __init__(
+        self,
+        base_url: str,
+        auth: ClientCredentials | None = None,
+        timeout: tuple[float, float] = (5.0, 60.0),
+        retry: RetryPolicy | None = None,
+        pool_size: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = check_base_url(base_url)
+        if auth is not None:
+            check_base_url(auth.token_url)
+        self.auth, self.timeout = auth, timeout
+        self.retry = retry or RetryPolicy()
+        self.listeners: list[Callable[[RequestRecord], None]] = []
+        self.http = requests.Session()
+        self.http.verify = True
+        self.http.trust_env = False
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.http.mount("https://", adapter)
+        self.http.mount("http://", adapter)
+        self.http.headers.update(
+            {
+                "Accept": "application/json",
+                "OData-MaxVersion": "4.0",
+                "OData-Version": "4.0",
+                "User-Agent": "django-cdms",
+            }
+        )
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"CDMSSession(base_url={self.base_url!r}, auth={self.auth!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, path_or_url: str) -> str:
+        return urljoin(self.base_url, path_or_url)
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        idempotent: bool,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """Send a request, retrying as the module docstring says; raise a ``CDMSError``
+        subclass for any answer that is not a success."""
+        url = self.url(path_or_url)
+        if json is not None:
+            data = dumps(json)
+            headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        started, attempt, renewed = time.monotonic(), 0, False
+        while True:
+            attempt += 1
+            request_headers = dict(headers or {})
+            if self.auth is not None:
+                request_headers["Authorization"] = self.auth.authorization(self.http, self.timeout)
+            sent = time.perf_counter()
+            try:
+                response = self.http.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    headers=request_headers,
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                error = self._transport_error(exc, method, url)
+                self._report(method, url, None, sent, attempt, type(error).__name__)
+                if self._may_retry(error.ambiguous, idempotent, attempt, started, None):
+                    continue
+                raise error from None
+            self._report(method, url, response.status_code, sent, attempt, None)
+            status = response.status_code
+            if status < 400:
+                return response
+            if status == 401 and self.auth is not None and not renewed:
+                self.auth.invalidate()
+                renewed = True
+                continue
+            error = self._http_error(response, method, url)
+            retry_after = error.retry_after if isinstance(error, Throttled) else None
+            if status in RETRY_STATUSES and self._may_retry(
+                status in AMBIGUOUS_STATUSES, idempotent, attempt, started, retry_after
+            ):
+                continue
+            raise error
+
+    def _may_retry(
+        self,
+        ambiguous: bool,
+        idempotent: bool,
+        attempt: int,
+        started: float,
+        retry_after: float | None,
+    ) -> bool:
+        if (ambiguous and not idempotent) or attempt >= self.retry.attempts:
+            return False
+        delay = self.retry.delay(attempt, retry_after)
+        if time.monotonic() - started + delay > self.retry.budget_s:
+            return False
+        logger.warning("retrying in %.2f s (attempt %d failed)", delay, attempt)
+        self._sleep(delay)
+        return True
+
+    def _report(
+        self,
+        method: str,
+        url: str,
+        status: int | None,
+        sent: float,
+        attempt: int,
+        error: str | None,
+    ) -> None:
+        record = RequestRecord(method, url, status, time.perf_counter() - sent, attempt, error)
+        logger.debug(
+            "%s %s -> %s in %.1f ms (attempt %d)",
+            method,
+            record.path,
+            status if status is not None else error,
+            record.duration_s * 1000,
+            attempt,
+        )
+        for listener in list(self.listeners):
+            listener(record)
+
+    @staticmethod
+    def _transport_error(exc: requests.RequestException, method: str, url: str) -> TransportError:
+        """Whether the remote may have acted decides ``ambiguous``: not when the connection
+        was never made, possibly when it broke or timed out after the request was sent."""
+        if isinstance(exc, requests.ConnectTimeout):
+            error: TransportError = RemoteTimeout("connect timeout", method=method, url=url)
+            error.ambiguous = False
+        elif isinstance(exc, requests.Timeout):
+            error = RemoteTimeout("read timeout: no answer in time", method=method, url=url)
+            error.ambiguous = True
+        else:
+            never_connected = "NewConnectionError" in repr(exc) or "refused" in str(exc).lower()
+            reason = "connection refused" if never_connected else "connection dropped"
+            error = TransportError(reason, method=method, url=url)
+            error.ambiguous = not never_connected
+        return error
+
+    @staticmethod
+    def _http_error(response: requests.Response, method: str, url: str) -> CDMSError:
+        code, message = None, f"HTTP {response.status_code} {response.reason}"
+        try:
+            body = response.json()
+            code = body["error"].get("code") or None
+            message = body["error"].get("message") or message
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+        kind = error_for_status(response.status_code, code)
+        kwargs: dict[str, Any] = dict(
+            status=response.status_code,
+            code=code,
+            method=method,
+            url=url,
+            request_id=response.headers.get("REQ_ID")
+            or response.headers.get("x-ms-service-request-id"),
+        )
+        if kind is Throttled:
+            kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
+        error = kind(message, **kwargs)
+        error.ambiguous = response.status_code in AMBIGUOUS_STATUSES or response.status_code >= 500
+        return error
+
+    @staticmethod
+    def json(response: requests.Response) -> dict[str, Any]:
+        """The JSON object of a response, or ``MalformedResponse``."""
+        try:
+            body = simplejson.loads(response.content, use_decimal=True)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise MalformedResponse(
+                "the remote answered something that is not a JSON object",
+                status=response.status_code,
+                method=response.request.method,
+                url=response.request.url,
+            )
+        return body
+
+
+def dumps(data: Any) -> bytes:
+    """A request body: decimals as exact JSON numbers; dates, aware datetimes (in UTC) and
+    UUIDs as the Web API writes them."""
+    return simplejson.dumps(
+        data, use_decimal=True, default=_json_default, ensure_ascii=False
+    ).encode("utf-8")
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, date | uuid.UUID):
+        return literal(value)
+    raise TypeError(f"{type(value).__name__} values cannot be written to the remote: {value!r}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)

@@ -1,0 +1,467 @@
+"""The client against the simulator over HTTP: reads, paging, writes, errors, retries, auth."""
+
+import datetime as dt
+import logging
+import time
+import tracemalloc
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from cdms_api import errors
+from cdms_api.client import CDMSClient, bind
+from cdms_api.retry import RetryPolicy
+
+ACME = "2faef9cc-507e-519d-a449-682b0526b00d"  # "Acme Holdings" in the demo seed
+
+
+def api_calls(client, method=None):
+    return [r for r in client.sent if method is None or r.method == method]
+
+
+# reads -----------------------------------------------------------------------------------
+def test_get_returns_one_record_with_etag(client):
+    record = client.get("accounts", ACME, select=["name"])
+    assert record["name"] == "Acme Holdings"
+    assert record["accountid"] == ACME
+    assert record["@odata.etag"].startswith('W/"')
+
+
+def test_get_missing_record_is_not_found_with_remote_details(client):
+    missing = uuid.uuid4()
+    with pytest.raises(errors.NotFound) as caught:
+        client.get("accounts", missing)
+    error = caught.value
+    assert error.status == 404 and error.code == "0x80040217"
+    assert str(missing) in error.message
+    assert error.method == "GET" and error.url.endswith(f"accounts({missing})")
+    assert error.request_id
+
+
+def test_iter_pages_through_12000_records_in_constant_memory(simulator_process):
+    for start in range(0, 12_000, 4000):
+        simulator_process.load(
+            "accounts",
+            [
+                {"name": f"bulk {i:05d}", "websiteurl": "x" * 150}
+                for i in range(start, start + 4000)
+            ],
+        )
+    client = CDMSClient(
+        simulator_process.base_url,
+        token_url=simulator_process.token_url,
+        client_id=simulator_process.client_id,
+        client_secret=simulator_process.client_secret,
+        page_size=1000,
+    )
+    client.sent = []
+    client.session.listeners.append(client.sent.append)
+    query = dict(filter="startswith(name,'bulk ')", select=["name", "websiteurl"])
+
+    tracemalloc.start()
+    streamed = sum(1 for _ in client.iter("accounts", **query))
+    streaming_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    kept = list(client.iter("accounts", **query))
+    keeping_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    assert streamed == len(kept) == 12_000
+    assert len({r["name"] for r in kept}) == 12_000
+    assert len(api_calls(client, "GET")) == 2 * 12  # one request per page of 1,000
+    assert streaming_peak < keeping_peak / 4
+
+
+def test_iter_orders_and_tops(client):
+    records = list(
+        client.iter(
+            "accounts",
+            select=["name", "numberofemployees"],
+            orderby=["numberofemployees desc", "name"],
+            top=3,
+        )
+    )
+    assert [r["name"] for r in records] == [
+        "Acme Holdings",
+        "東京トレーディング",
+        "Northwind Traders",
+    ]
+    assert len(api_calls(client)) == 1
+
+
+def test_top_beyond_one_page_is_paged_and_cut_locally(client):
+    records = list(client.iter("accounts", select=["name"], top=7, page_size=3))
+    assert len(records) == 7
+    assert len({r["accountid"] for r in records}) == 7
+    assert len(api_calls(client)) == 3
+
+
+def test_iter_expands_a_lookup(client):
+    [widgets] = client.iter(
+        "accounts",
+        filter="name eq 'Acme Widgets'",
+        select=["name"],
+        expand=["parentaccountid($select=name)"],
+    )
+    assert widgets["parentaccountid"]["name"] == "Acme Holdings"
+
+
+def test_count(client):
+    assert client.count("accounts") == 10
+    assert client.count("accounts", "new_ukbased eq true") == 5
+
+
+# writes ----------------------------------------------------------------------------------
+def test_create_generates_the_key_and_returns_the_stored_record(client):
+    record = client.create("accounts", {"name": "Created Ltd", "numberofemployees": 4})
+    uuid.UUID(record["accountid"])
+    assert record["name"] == "Created Ltd" and record["modifiedon"]
+    assert client.get("accounts", record["accountid"])["numberofemployees"] == 4
+    assert len(api_calls(client, "POST")) == 1
+
+
+def test_create_with_an_existing_key_is_a_duplicate(client):
+    with pytest.raises(errors.DuplicateKey) as caught:
+        client.create("accounts", {"name": "Again"}, key=ACME)
+    assert caught.value.status == 412 and caught.value.code == "0x80040237"
+
+
+def test_update_with_a_stale_etag_is_a_conflict(client):
+    record = client.get("accounts", ACME)
+    updated = client.update(
+        "accounts", ACME, {"numberofemployees": 1201}, etag=record["@odata.etag"]
+    )
+    assert updated["numberofemployees"] == 1201
+    assert updated["@odata.etag"] != record["@odata.etag"]
+    with pytest.raises(errors.PreconditionFailed) as caught:
+        client.update("accounts", ACME, {"numberofemployees": 1202}, etag=record["@odata.etag"])
+    assert caught.value.code == "0x80060882"
+    assert client.get("accounts", ACME)["numberofemployees"] == 1201
+
+
+def test_update_never_creates(client):
+    with pytest.raises(errors.NotFound):
+        client.update("accounts", uuid.uuid4(), {"name": "Ghost"})
+
+
+def test_upsert_creates_then_updates_and_create_only_refuses_existing(client):
+    key = uuid.uuid4()
+    assert client.upsert("accounts", key, {"name": "Upserted"})["name"] == "Upserted"
+    assert client.upsert("accounts", key, {"name": "Upserted again"})["name"] == "Upserted again"
+    with pytest.raises(errors.DuplicateKey):
+        client.upsert("accounts", key, {"name": "No"}, create_only=True)
+
+
+def test_delete_with_etag_and_missing(client):
+    record = client.create("accounts", {"name": "Doomed"})
+    stale = record["@odata.etag"]
+    client.update("accounts", record["accountid"], {"name": "Doomed 2"})
+    with pytest.raises(errors.PreconditionFailed):
+        client.delete("accounts", record["accountid"], etag=stale)
+    client.delete("accounts", record["accountid"])
+    with pytest.raises(errors.NotFound):
+        client.delete("accounts", record["accountid"])
+
+
+def test_lookups_are_written_with_bind_and_read_as_value(client):
+    child = client.create(
+        "accounts", {"name": "Child", "parentaccountid@odata.bind": bind("accounts", ACME)}
+    )
+    assert child["_parentaccountid_value"] == ACME
+    cleared = client.update("accounts", child["accountid"], {"parentaccountid@odata.bind": None})
+    assert cleared["_parentaccountid_value"] is None
+
+
+LITERALS = [
+    ("name", "O'Brien & Sons 100% (a/b#c) ☃"),
+    ("numberofemployees", -2147483648),
+    ("revenue", Decimal("123456789012345.1234")),
+    ("new_ukbased", False),
+    ("new_foundedon", dt.date(1999, 12, 31)),
+    ("industrycode", 7),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), LITERALS, ids=[f for f, _ in LITERALS])
+def test_every_literal_type_round_trips(client, field, value):
+    from cdms_api.odata import Prop, literal
+
+    as_json = value.isoformat() if isinstance(value, dt.date) else value
+    record = client.create(
+        "accounts", {"name": "Literal", field: as_json} if field != "name" else {field: value}
+    )
+    found = list(
+        client.iter(
+            "accounts",
+            filter=Prop(field).eq(value) & Prop("accountid").eq(uuid.UUID(record["accountid"])),
+        )
+    )
+    assert [r["accountid"] for r in found] == [record["accountid"]], literal(value)
+    stored = found[0][field]
+    assert (Decimal(str(stored)) if isinstance(value, Decimal) else stored) == as_json
+
+
+def test_datetime_literal_round_trips_through_createdon(client):
+    from cdms_api.odata import Prop
+
+    record = client.create("accounts", {"name": "Timed"})
+    created = dt.datetime.fromisoformat(record["createdon"].replace("Z", "+00:00"))
+    found = list(
+        client.iter("accounts", filter=Prop("createdon").eq(created) & Prop("name").eq("Timed"))
+    )
+    assert [r["accountid"] for r in found] == [record["accountid"]]
+
+
+# batches -----------------------------------------------------------------------------------
+def test_batch_reports_every_operation_and_changesets_are_atomic(client):
+    with client.batch() as batch:
+        created = batch.create("accounts", {"name": "Batched"})
+        read = batch.get("accounts", ACME, select=["name"])
+        with batch.changeset():
+            kept_out = batch.create("accounts", {"name": "Rolled back"})
+            broken = batch.update("accounts", uuid.uuid4(), {"name": "Missing"})
+    assert created.ok and created.record["name"] == "Batched"
+    assert read.ok and read.record["name"] == "Acme Holdings"
+    assert isinstance(broken.error, errors.NotFound)
+    assert isinstance(kept_out.error, errors.NotFound)  # rolled back with its changeset
+    assert client.count("accounts", "name eq 'Rolled back'") == 0
+    assert client.count("accounts", "name eq 'Batched'") == 1
+    assert len(api_calls(client, "POST")) == 1
+
+
+def test_batch_of_2500_operations_is_three_requests(client):
+    with client.batch() as batch:
+        for i in range(2500):
+            batch.create("contacts", {"lastname": f"Batch {i}"})
+    assert all(op.ok for op in batch.operations)
+    assert batch.requests == 3
+    assert client.count("contacts", "startswith(lastname,'Batch ')") == 2500
+
+
+# change tracking -----------------------------------------------------------------------------
+def test_changes_follow_the_delta_link(client):
+    first = client.changes("accounts", select=["name"])
+    assert len(first.changed) == 10 and first.deleted == []
+    created = client.create("accounts", {"name": "New since"})
+    client.update("accounts", ACME, {"name": "Acme Holdings plc"})
+    client.delete("accounts", created["accountid"])
+    other = client.create("accounts", {"name": "Also new"})
+    second = client.changes("accounts", delta_link=first.delta_link)
+    assert {r["name"] for r in second.changed} == {"Acme Holdings plc", "Also new"}
+    assert second.deleted == [created["accountid"]]
+    third = client.changes("accounts", delta_link=second.delta_link)
+    assert third.changed == [] and third.deleted == []
+    assert other["accountid"] not in third.deleted
+
+
+def test_metadata_lists_entity_sets_and_types(client):
+    metadata = client.metadata()
+    accounts = metadata["accounts"]
+    assert accounts.key == "accountid"
+    assert accounts.properties["numberofemployees"] == "Edm.Int32"
+    assert accounts.properties["_parentaccountid_value"] == "Edm.Guid"
+    assert accounts.navigations["parentaccountid"] == "account"
+    assert metadata["contacts"].navigations["parentcustomerid_account"] == "account"
+
+
+# faults and retries ---------------------------------------------------------------------------
+def test_throttling_waits_for_retry_after(cdms_simulator, client):
+    cdms_simulator.add_faults(
+        {"method": "GET", "path": "/accounts", "status": 429, "headers": {"Retry-After": "1"}}
+    )
+    started = time.monotonic()
+    assert client.get("accounts", ACME)["name"] == "Acme Holdings"
+    assert time.monotonic() - started >= 1.0
+    served = [e for e in cdms_simulator.journal() if e["path"].endswith(f"accounts({ACME})")]
+    assert [e["status"] for e in served] == [429, 200]
+    assert served[1]["time"] - served[0]["time"] >= 1.0
+
+
+def test_throttle_beyond_the_budget_raises_throttled(cdms_simulator, make_client):
+    client = make_client(retry=RetryPolicy(attempts=3, backoff_s=0.01, budget_s=0.5))
+    cdms_simulator.add_faults(
+        {"path": "/accounts", "status": 429, "times": None, "headers": {"Retry-After": "5"}}
+    )
+    with pytest.raises(errors.Throttled) as caught:
+        client.get("accounts", ACME)
+    assert caught.value.retry_after == 5.0 and caught.value.code == "0x80072322"
+    assert len(api_calls(client, "GET")) == 1
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_transient_server_errors_on_reads_are_retried(cdms_simulator, client, status):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "status": status, "times": 2})
+    assert client.get("accounts", ACME)["name"] == "Acme Holdings"
+    assert [r.status for r in api_calls(client, "GET")] == [status, status, 200]
+
+
+def test_500_is_not_retried(cdms_simulator, client):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "status": 500})
+    with pytest.raises(errors.ServerError):
+        client.get("accounts", ACME)
+    assert len(api_calls(client, "GET")) == 1
+
+
+def test_retries_stop_after_the_attempt_limit(cdms_simulator, client):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "status": 503, "times": None})
+    with pytest.raises(errors.ServerError):
+        client.get("accounts", ACME)
+    assert len(api_calls(client, "GET")) == 4
+
+
+def test_dropped_read_is_retried(cdms_simulator, client):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "action": "drop"})
+    assert client.get("accounts", ACME)["name"] == "Acme Holdings"
+    assert [r.error for r in api_calls(client, "GET")] == ["TransportError", None]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"action": "apply_then_fail", "status": 500},
+        {"action": "apply_then_fail", "status": 504},
+        {"action": "apply_then_fail", "status": None},
+        {"action": "drop"},
+    ],
+    ids=["applied-500", "applied-504", "applied-dropped", "dropped"],
+)
+def test_a_create_with_an_unknown_outcome_happens_exactly_once(cdms_simulator, client, fault):
+    cdms_simulator.add_faults({"method": "POST", "path": "/accounts$", **fault})
+    record = client.create("accounts", {"name": "Exactly once"})
+    assert record["name"] == "Exactly once"
+    assert client.count("accounts", "name eq 'Exactly once'") == 1
+
+
+def test_a_delete_whose_answer_is_lost_is_not_an_error(cdms_simulator, client):
+    record = client.create("accounts", {"name": "Lost answer"})
+    cdms_simulator.add_faults({"method": "DELETE", "action": "apply_then_fail", "status": None})
+    client.delete("accounts", record["accountid"])
+    assert client.count("accounts", "name eq 'Lost answer'") == 0
+
+
+def test_read_timeout_is_retried_then_typed(cdms_simulator, make_client):
+    client = make_client(timeout=(2.0, 0.3))
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "delay_ms": 600})
+    assert client.get("accounts", ACME)["name"] == "Acme Holdings"
+    cdms_simulator.add_faults(
+        {"method": "GET", "path": "/accounts", "delay_ms": 600, "times": None}
+    )
+    with pytest.raises(errors.RemoteTimeout):
+        client.get("accounts", ACME)
+
+
+def test_connection_refused_is_a_transport_error():
+    client = CDMSClient(
+        "http://127.0.0.1:9/api/data/v9.2/", retry=RetryPolicy(attempts=2, backoff_s=0.01)
+    )
+    with pytest.raises(errors.TransportError) as caught:
+        client.get("accounts", ACME)
+    assert "refused" in str(caught.value)
+
+
+# auth ---------------------------------------------------------------------------------------
+def test_token_is_cached_and_renewed_before_expiry(cdms_simulator, client):
+    cdms_simulator.tokens(lifetime_s=61)  # renewed 60 s before expiry: after 1 s
+    client.get("accounts", ACME)
+    client.get("accounts", ACME)
+    assert client.session.auth.fetches == 1
+    time.sleep(1.1)
+    client.get("accounts", ACME)
+    assert client.session.auth.fetches == 2
+    assert [r.status for r in api_calls(client)] == [200, 200, 200]  # never a 401
+
+
+def test_an_expired_token_is_renewed_once_on_401(cdms_simulator, client):
+    client.get("accounts", ACME)
+    cdms_simulator.tokens(expire_all=True)
+    assert client.get("accounts", ACME)["name"] == "Acme Holdings"
+    assert [r.status for r in api_calls(client, "GET")] == [200, 401, 200]
+    assert client.session.auth.fetches == 2
+
+
+def test_a_second_401_is_an_auth_error(cdms_simulator, client):
+    cdms_simulator.add_faults({"path": "/accounts", "status": 401, "times": 2})
+    with pytest.raises(errors.AuthError):
+        client.get("accounts", ACME)
+
+
+def test_wrong_secret_is_an_auth_error(cdms_simulator, make_client):
+    client = CDMSClient(
+        cdms_simulator.base_url,
+        token_url=cdms_simulator.token_url,
+        client_id=cdms_simulator.client_id,
+        client_secret="wrong-secret-value",
+    )
+    with pytest.raises(errors.AuthError) as caught:
+        client.get("accounts", ACME)
+    assert "invalid_client" in str(caught.value)
+    assert "wrong-secret-value" not in str(caught.value)
+
+
+def test_secrets_never_reach_logs_reprs_or_errors(cdms_simulator, client, caplog):
+    caplog.set_level(logging.DEBUG, logger="cdms_api")
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    client.get("accounts", ACME)
+    cdms_simulator.add_faults({"path": "/accounts", "status": 503, "times": None})
+    with pytest.raises(errors.ServerError) as caught:
+        client.get("accounts", ACME)
+    token = client.session.auth.authorization(client.session.http, (5, 5)).split()[1]
+    texts = [
+        caplog.text,
+        repr(client),
+        repr(client.session),
+        repr(client.session.auth),
+        str(caught.value),
+        repr(caught.value),
+    ]
+    for text in texts:
+        assert cdms_simulator.client_secret not in text
+        assert token not in text
+        assert "Bearer" not in text
+    assert "GET /api/data/v9.2/accounts(" in caplog.text  # the request log line is there
+
+
+def test_plain_http_is_refused_except_on_loopback():
+    with pytest.raises(ValueError, match="non-HTTPS"):
+        CDMSClient("http://crm.example.com/api/data/v9.2/")
+    with pytest.raises(ValueError, match="non-HTTPS"):
+        CDMSClient(
+            "https://crm.example.com/api/data/v9.2/",
+            token_url="http://login.example.com/t",
+            client_id="a",
+            client_secret="b",
+        )
+    assert CDMSClient("https://crm.example.com/api/data/v9.2/").session.http.verify is True
+    CDMSClient("http://127.0.0.1:8765/api/data/v9.2/")
+
+
+def test_from_settings(cdms_simulator):
+    client = CDMSClient.from_settings(
+        {
+            "BASE_URL": cdms_simulator.base_url,
+            "AUTH": {
+                "TOKEN_URL": cdms_simulator.token_url,
+                "CLIENT_ID": cdms_simulator.client_id,
+                "CLIENT_SECRET": cdms_simulator.client_secret,
+            },
+            "TIMEOUT": (3, 30),
+            "RETRY": {"attempts": 2},
+            "PAGE_SIZE": 100,
+        }
+    )
+    assert client.session.timeout == (3, 30) and client.session.retry.attempts == 2
+    assert client.get("accounts", ACME)["name"] == "Acme Holdings"
+
+
+def test_a_filter_longer_than_a_url_is_split_and_the_results_merged(client):
+    from cdms_api.odata import Prop
+
+    seeded = [r["accountid"] for r in client.iter("accounts", select=["name"])]
+    keys = [uuid.uuid4() for _ in range(3000)] + [uuid.UUID(k) for k in seeded]
+    query = Prop("accountid").isin(keys) | Prop("name").eq("Acme Holdings")
+    found = list(client.iter("accounts", filter=query, select=["name"]))
+    assert sorted(r["accountid"] for r in found) == sorted(seeded)
+    requests_made = api_calls(client, "GET")[1:]
+    assert len(requests_made) > 1
+    assert all(len(r.url) <= 32_000 for r in requests_made)

@@ -1,0 +1,154 @@
+"""Wire-level cases the simulator cannot produce: broken bodies, odd headers."""
+
+import email.utils
+import time
+
+import pytest
+import responses
+
+from cdms_api import errors
+from cdms_api.client import CDMSClient
+from cdms_api.retry import RetryPolicy
+from cdms_api.session import parse_retry_after
+
+BASE = "https://crm.example.com/api/data/v9.2/"
+TOKEN = "https://login.example.com/tenant/oauth2/v2.0/token"
+KEY = "2faef9cc-507e-519d-a449-682b0526b00d"
+
+
+@pytest.fixture
+def client():
+    slept = []
+    client = CDMSClient(
+        BASE,
+        token_url=TOKEN,
+        client_id="id",
+        client_secret="s3cret",
+        retry=RetryPolicy(attempts=3, backoff_s=0.01, budget_s=60),
+    )
+    client.session._sleep = slept.append
+    client.slept = slept
+    return client
+
+
+def token(rsps, body=None, status=200):
+    rsps.add(
+        responses.POST,
+        TOKEN,
+        status=status,
+        json=body or {"token_type": "Bearer", "expires_in": 3599, "access_token": "tok"},
+    )
+
+
+@responses.activate
+def test_truncated_json_is_a_malformed_response(client):
+    token(responses)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts({KEY})",
+        body='{"name": "Acme',
+        status=200,
+        content_type="application/json",
+    )
+    with pytest.raises(errors.MalformedResponse) as caught:
+        client.get("accounts", KEY)
+    assert caught.value.status == 200
+
+
+@responses.activate
+def test_a_page_without_a_value_list_is_malformed(client):
+    token(responses)
+    responses.add(responses.GET, f"{BASE}accounts", json={"value": {"not": "a list"}})
+    with pytest.raises(errors.MalformedResponse, match="value"):
+        list(client.iter("accounts"))
+
+
+@responses.activate
+def test_an_html_error_page_still_gives_a_typed_error(client):
+    token(responses)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts({KEY})",
+        status=500,
+        body="<html>Internal error</html>",
+        content_type="text/html",
+    )
+    with pytest.raises(errors.ServerError) as caught:
+        client.get("accounts", KEY)
+    assert caught.value.status == 500 and caught.value.code is None
+    assert "HTTP 500" in caught.value.message
+
+
+@responses.activate
+def test_retry_after_as_an_http_date_is_honoured(client):
+    token(responses)
+    later = email.utils.formatdate(time.time() + 3, usegmt=True)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts({KEY})",
+        status=429,
+        headers={"Retry-After": later},
+        json={"error": {"code": "0x80072322", "message": "slow down"}},
+    )
+    responses.add(responses.GET, f"{BASE}accounts({KEY})", json={"accountid": KEY})
+    assert client.get("accounts", KEY) == {"accountid": KEY}
+    assert 1.5 < client.slept[0] <= 3.0
+
+
+@responses.activate
+def test_429_without_retry_after_backs_off_within_the_cap(client):
+    token(responses)
+    for _ in range(2):
+        responses.add(responses.GET, f"{BASE}accounts({KEY})", status=429)
+    responses.add(responses.GET, f"{BASE}accounts({KEY})", json={"accountid": KEY})
+    client.get("accounts", KEY)
+    assert len(client.slept) == 2
+    assert 0 <= client.slept[0] <= 0.01 and 0 <= client.slept[1] <= 0.02
+
+
+@responses.activate
+def test_an_unusable_token_answer_is_malformed(client):
+    token(responses, body={"token_type": "Bearer"})  # no access_token
+    with pytest.raises(errors.MalformedResponse):
+        client.get("accounts", KEY)
+
+
+@responses.activate
+def test_token_request_sends_client_credentials_and_the_bearer_is_used(client):
+    token(responses)
+    responses.add(responses.GET, f"{BASE}accounts({KEY})", json={"accountid": KEY})
+    client.get("accounts", KEY)
+    form = responses.calls[0].request.body
+    assert "grant_type=client_credentials" in form and "client_id=id" in form
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer tok"
+    assert responses.calls[1].request.headers["OData-Version"] == "4.0"
+
+
+@responses.activate
+def test_error_carries_the_request_id_header(client):
+    token(responses)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts({KEY})",
+        status=400,
+        headers={"x-ms-service-request-id": "abc-123"},
+        json={"error": {"code": "0x80060888", "message": "bad"}},
+    )
+    with pytest.raises(errors.BadRequest) as caught:
+        client.get("accounts", KEY)
+    assert caught.value.request_id == "abc-123" and caught.value.code == "0x80060888"
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+
+
+def test_backoff_is_capped_and_jittered():
+    policy = RetryPolicy(backoff_s=1, max_backoff_s=4)
+    delays = [policy.delay(10) for _ in range(200)]
+    assert max(delays) <= 4 and min(delays) >= 0 and len(set(delays)) > 100
+    assert policy.delay(1, retry_after=2.5) == 2.5
+    assert policy.delay(1, retry_after=99) == 4
