@@ -302,12 +302,8 @@ class CDMSClient:
 
     # helpers ------------------------------------------------------------------------------
     def key_of(self, entity_set: str) -> str:
-        """The key property of an entity set: ``accounts`` -> ``accountid`` by Dataverse's
-        convention, unless ``keys`` says otherwise."""
-        if entity_set in self._keys:
-            return self._keys[entity_set]
-        singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.rstrip("s")
-        return f"{singular}id"
+        """The key property of an entity set: ``keys`` says, or Dataverse's convention."""
+        return self._keys.get(entity_set) or default_key(entity_set)
 
     def _split(self, entity_set: str, filter: Filter, **options: Any) -> list[Filter]:
         """The filter as one or more filters whose URLs stay within the limit."""
@@ -336,6 +332,13 @@ def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
             raise
     result = settled()
     return result if result is not None else send()
+
+
+def default_key(entity_set: str) -> str:
+    """Dataverse's naming convention: ``accounts`` -> ``accountid``, ``opportunities`` ->
+    ``opportunityid``."""
+    singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.rstrip("s")
+    return f"{singular}id"
 
 
 def _encoded_length(text: str) -> int:

@@ -483,6 +483,9 @@ class Junction(Node):
             if node == cls.identity:
                 continue
             flat.extend(node.children if isinstance(node, cls) else (node,))
+        # x and x is x: drop repeated operands (compared by their text, since dataclass
+        # equality would take `eq true` for `eq 1`)
+        flat = list({(type(n), n.render()): n for n in flat}.values())
         if not flat:
             return cls.identity
         return flat[0] if len(flat) == 1 else cls(*flat)

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class MigratorConfig(AppConfig):
     name = "migrator"
     verbose_name = "CDMS sync-through layer"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system check)

@@ -1,0 +1,97 @@
+"""``CDMSManager`` and ``CDMSQuerySet``: every evaluation first brings the local rows that could
+match up to date with the remote (``migrator.sync``), then the ordinary Django query answers.
+``skip_cdms()`` gives a purely local queryset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from cdms_api.errors import CDMSNotSupported
+
+
+def _local_only(name: str):
+    def method(self: CDMSQuerySet, *args: Any, **kwargs: Any):
+        if self._cdms_sync:
+            raise CDMSNotSupported(
+                f"{self.model.__name__}.objects...{name}() would change local rows only and "
+                f"leave the CRM behind; use obj.save()/obj.delete() per object, or "
+                f"skip_cdms().{name}() for a deliberately local-only change."
+            )
+        return getattr(super(CDMSQuerySet, self), name)(*args, **kwargs)
+
+    method.__name__ = name
+    original = getattr(models.QuerySet, name)
+    method.alters_data = getattr(original, "alters_data", False)
+    method.queryset_only = getattr(original, "queryset_only", False)
+    return method
+
+
+class CDMSQuerySet(models.QuerySet):
+    _cdms_sync = True
+
+    def _clone(self):
+        clone = super()._clone()
+        clone._cdms_sync = self._cdms_sync
+        return clone
+
+    def skip_cdms(self) -> CDMSQuerySet:
+        """A purely local queryset: no remote call, every Django method as usual."""
+        clone = self._chain()
+        clone._cdms_sync = False
+        return clone
+
+    @property
+    def cdms_query(self) -> str:
+        """The remote request this queryset would make, without making it (as ``str(qs.query)``
+        shows the SQL)."""
+        from .sync import describe
+
+        return describe(self)
+
+    def _fetch_all(self) -> None:
+        if self._result_cache is None and self._cdms_sync:
+            from .sync import sync
+
+            self._result_cache = sync(self)
+        super()._fetch_all()
+
+    def _cdms_refresh(self) -> None:
+        """Sync what this queryset could match, for methods that bypass ``_fetch_all``."""
+        if self._cdms_sync and self._result_cache is None:
+            from .sync import sync
+
+            sync(self.all())
+
+    def count(self) -> int:
+        self._cdms_refresh()
+        return super().count()
+
+    def exists(self) -> bool:
+        self._cdms_refresh()
+        return super().exists()
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self._cdms_refresh()
+        return super().aggregate(*args, **kwargs)
+
+    def iterator(self, chunk_size: int | None = None):
+        self._cdms_refresh()
+        return super().iterator(chunk_size=chunk_size)
+
+    def create(self, **kwargs: Any):
+        obj = self.model(**kwargs)
+        self._for_write = True
+        obj.save(force_insert=True, using=self.db, skip_cdms=not self._cdms_sync)
+        return obj
+
+    update = _local_only("update")
+    delete = _local_only("delete")
+    bulk_create = _local_only("bulk_create")
+    bulk_update = _local_only("bulk_update")
+    select_for_update = _local_only("select_for_update")
+
+
+class CDMSManager(models.Manager.from_queryset(CDMSQuerySet)):
+    pass

@@ -1,0 +1,141 @@
+"""How a ``CDMSModel`` maps onto a remote entity set, read from its inner ``class CDMS``::
+
+class CDMS:
+    entity_set = "accounts"
+    key = "accountid"                 # optional: Dataverse's convention by default
+    fields = {
+        "name": "name",               # model field -> remote property
+        "parent": "parentaccountid",  # a ForeignKey -> the lookup's navigation property
+        "organisation": Lookup("parentcustomerid_account", value="_parentcustomerid_value"),
+        "sector": ("industrycode", OptionSet({"retail": 1})),  # a converter of one's own
+    }
+    allow_full_reads = False          # a filter relaxed to nothing reads the whole set
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+
+from cdms_api.client import default_key
+
+from .converters import Converter, converter_for
+
+if TYPE_CHECKING:
+    from .models import CDMSModel
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A ForeignKey's remote lookup: written as ``<navigation>@odata.bind`` and read as
+    ``value`` (by default ``_<navigation>_value``)."""
+
+    navigation: str
+    value: str | None = None
+
+    @property
+    def attribute(self) -> str:
+        return self.value or f"_{self.navigation}_value"
+
+
+@dataclass
+class FieldMap:
+    """One mapped field. ``remote`` is the property read from records and compared in filters;
+    for a lookup, ``navigation`` is what writes bind and related filters traverse."""
+
+    field: models.Field
+    remote: str
+    converter: Converter | None = None
+    navigation: str | None = None
+
+    @property
+    def is_lookup(self) -> bool:
+        return self.navigation is not None
+
+    @property
+    def target(self) -> type[CDMSModel]:
+        return self.field.related_model
+
+    def to_python(self, value: Any) -> Any:
+        return self.converter.to_python(self.field, value)
+
+    def to_remote(self, value: Any) -> Any:
+        return self.converter.to_remote(self.field, value)
+
+
+@dataclass
+class Mapping:
+    model: type[models.Model]
+    entity_set: str
+    key: str
+    fields: list[FieldMap] = field(default_factory=list)
+    allow_full_reads: bool = False
+    errors: list[str] = field(default_factory=list)  # reported by the system check
+
+    def __post_init__(self) -> None:
+        self._by_name = {fm.field.name: fm for fm in self.fields}
+
+    @classmethod
+    def from_model(cls, model: type[models.Model]) -> Mapping:
+        spec = getattr(model, "CDMS", None)
+        entity_set = getattr(spec, "entity_set", "")
+        key = getattr(spec, "key", None) or default_key(entity_set)
+        mapping = cls(
+            model, entity_set, key, allow_full_reads=getattr(spec, "allow_full_reads", False)
+        )
+        for name, target in (getattr(spec, "fields", None) or {}).items():
+            mapped = mapping._field(name, target)
+            if mapped is None:
+                continue
+            if any(fm.remote == mapped.remote for fm in mapping.fields):
+                mapping.errors.append(f"maps the remote property '{mapped.remote}' twice")
+            mapping.fields.append(mapped)
+        if not entity_set:
+            mapping.errors.append("has no CDMS.entity_set")
+        mapping.__post_init__()
+        return mapping
+
+    def _field(self, name: str, spec: Any) -> FieldMap | None:
+        try:
+            django_field = self.model._meta.get_field(name)
+        except Exception:
+            self.errors.append(f"maps '{name}', which is not a field of the model")
+            return None
+        converter = None
+        if isinstance(spec, tuple):
+            spec, converter = spec
+        if django_field.many_to_one:
+            lookup = spec if isinstance(spec, Lookup) else Lookup(str(spec))
+            if not hasattr(django_field.related_model, "CDMS"):
+                self.errors.append(
+                    f"maps '{name}', a ForeignKey to "
+                    f"{django_field.related_model.__name__}, which is not synced"
+                )
+            return FieldMap(django_field, lookup.attribute, navigation=lookup.navigation)
+        if not django_field.concrete or django_field.is_relation:
+            self.errors.append(
+                f"maps '{name}', a {type(django_field).__name__}: only concrete "
+                "fields and ForeignKeys to synced models can be mapped"
+            )
+            return None
+        converter = converter or converter_for(django_field)
+        if converter is None:
+            self.errors.append(
+                f"maps '{name}', a {type(django_field).__name__}: no converter "
+                'for that type (give one: ("property", Converter()))'
+            )
+            return None
+        return FieldMap(django_field, str(spec), converter)
+
+    def get(self, name: str) -> FieldMap | None:
+        """The map of a field (by name or attname), None if it is local only."""
+        return self._by_name.get(name) or next(
+            (fm for fm in self.fields if fm.field.attname == name), None
+        )
+
+    @property
+    def select(self) -> list[str]:
+        """The properties a read asks for."""
+        return [self.key, "modifiedon", *dict.fromkeys(fm.remote for fm in self.fields)]

@@ -1,0 +1,75 @@
+"""``CDMSModel``: a Django model whose rows live in the remote CRM."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models, transaction
+from django.utils.functional import classproperty
+
+from . import writes
+from .manager import CDMSManager
+from .mapping import Mapping
+
+
+class CDMSModel(models.Model):
+    """Abstract base of synced models. Adds the remote key, the remote ``modifiedon`` and
+    ETag the row was last synced with, and local ``created``/``modified`` timestamps.
+
+    ``save()`` and ``delete()`` write to the remote inside the local transaction and roll the
+    local write back when the remote one fails; ``skip_cdms=True`` writes locally only."""
+
+    cdms_pk = models.UUIDField(
+        unique=True, null=True, blank=True, editable=False, verbose_name="remote key"
+    )
+    cdms_modified = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name="remote modifiedon"
+    )
+    cdms_etag = models.CharField(max_length=64, blank=True, default="", editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    objects = CDMSManager()
+
+    class Meta:
+        abstract = True
+
+    @classproperty
+    def cdms(cls) -> Mapping:
+        """The remote mapping, built once per model from its ``class CDMS``."""
+        if "_cdms_mapping" not in cls.__dict__:
+            cls._cdms_mapping = Mapping.from_model(cls)
+        return cls._cdms_mapping
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._cdms_loaded = writes.snapshot(instance)
+        return instance
+
+    def save(self, *args: Any, skip_cdms: bool = False, **kwargs: Any) -> None:
+        if skip_cdms:
+            return super().save(*args, **kwargs)
+        using = kwargs.get("using") or self._state.db or "default"
+        creating = self._state.adding
+        remote_create = creating or not self.cdms_etag  # never synced: a local-only row
+        if remote_create and self.cdms_pk is None:
+            self.cdms_pk = uuid.uuid4()  # kept on failure, so a retried save stays one record
+        try:
+            with transaction.atomic(using=using):
+                super().save(*args, **kwargs)
+                writes.push(self, remote_create, kwargs.get("update_fields"))
+        except BaseException:
+            if creating:
+                self.pk, self._state.adding = None, True
+            raise
+
+    def delete(self, *args: Any, skip_cdms: bool = False, **kwargs: Any):
+        if skip_cdms or self.cdms_pk is None:
+            return super().delete(*args, **kwargs)
+        using = kwargs.get("using") or self._state.db or "default"
+        with transaction.atomic(using=using):
+            result = super().delete(*args, **kwargs)
+            writes.remove(self)
+        return result

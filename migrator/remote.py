@@ -1,0 +1,51 @@
+"""The project's one ``CDMSClient``, built from ``settings.CDMS`` on first use."""
+
+from __future__ import annotations
+
+import threading
+
+from django.apps import apps
+from django.conf import settings
+from django.core.signals import setting_changed
+
+from cdms_api.client import CDMSClient
+
+_lock = threading.Lock()
+_client: CDMSClient | None = None
+
+
+def client() -> CDMSClient:
+    global _client
+    with _lock:
+        if _client is None:
+            _client = CDMSClient.from_settings(settings.CDMS, keys=_keys())
+        return _client
+
+
+def _keys() -> dict[str, str]:
+    """Remote keys of every synced model, so the client names them right."""
+    from .models import CDMSModel
+
+    keys = dict(settings.CDMS.get("KEYS", {}))
+    for model in apps.get_models():
+        if issubclass(model, CDMSModel) and model.cdms.entity_set:
+            keys.setdefault(model.cdms.entity_set, model.cdms.key)
+    return keys
+
+
+def reset(**kwargs) -> None:
+    """Forget the client (settings changed); the next call builds a new one."""
+    global _client
+    if kwargs.get("setting", "CDMS") != "CDMS":
+        return
+    with _lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+def setting(name: str, default):
+    return settings.CDMS.get(name, default)
+
+
+setting_changed.connect(reset)
