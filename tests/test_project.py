@@ -49,10 +49,20 @@ def test_celery_reaches_its_redis_broker():
         assert conn.connected
 
 
+@pytest.mark.django_db
 def test_demo_command_runs_end_to_end():
     out = StringIO()
     call_command("demo", stdout=out)
     text = out.getvalue()
+    # the ORM story
+    assert "-> Acme Holdings (1200), Acme Widgets (85)  [1 remote call]" in text
+    assert "filter(name__startswith='Globex') -> [<Organisation: Globex Corporation>]" in text
+    assert "get(pk=" in text and ".employees = 1500" in text
+    assert "raised ServerError" in text and "local rows named Hooli afterwards: 0" in text
+    assert "raised PreconditionFailed (0x80060882)" in text
+    assert "remote: GET accounts?$filter=new_ukbased eq true" in text
+    assert "count() = 5 [0 remote calls]" in text
+    # the wire story
     assert "-> 412 PRECONDITION FAILED: 0x80060882" in text
     assert "'Batch One' exists afterwards: False" in text
     assert "deleted" in text and "changed Contoso Consulting" in text

@@ -1,0 +1,1 @@
+"""``manage.py demo``: the project's main job end to end, on embedded defaults."""
