@@ -17,8 +17,14 @@ if TYPE_CHECKING:
 
 
 def snapshot(instance: CDMSModel) -> dict[str, Any]:
-    """The mapped values as loaded, to tell which fields a save changes."""
-    return {fm.field.attname: getattr(instance, fm.field.attname) for fm in instance.cdms.fields}
+    """The mapped values as loaded, to tell which fields a save changes. Deferred fields
+    (``only()``, ``defer()``) are left out rather than loaded one query each."""
+    loaded = instance.__dict__
+    return {
+        fm.field.attname: loaded[fm.field.attname]
+        for fm in instance.cdms.fields
+        if fm.field.attname in loaded
+    }
 
 
 def push(instance: CDMSModel, create: bool, update_fields: Any = None) -> None:
@@ -34,7 +40,7 @@ def push(instance: CDMSModel, create: bool, update_fields: Any = None) -> None:
         if update_fields is not None:
             names = {instance._meta.get_field(n).attname for n in update_fields}
         elif loaded is not None:
-            names = {k for k, v in snapshot(instance).items() if loaded.get(k) != v}
+            names = {k for k, v in snapshot(instance).items() if k not in loaded or loaded[k] != v}
         data = payload(instance, names)
         if not data:
             return
