@@ -1,7 +1,6 @@
 import pytest
 
 from migrator import remote
-from migrator.testing import RemoteCallCounter
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +18,3 @@ def cdms_remote(cdms_simulator, settings, db):
     remote.reset()
     yield cdms_simulator
     remote.reset()
-
-
-@pytest.fixture
-def remote_calls():
-    with RemoteCallCounter() as counter:
-        yield counter
