@@ -6,18 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
+from django.db.models import Field
+from django.db.models.utils import resolve_callables
 
 from cdms_api.errors import CDMSNotSupported
 
+WRITES_LOCAL_ONLY = (
+    "would change local rows only and leave the CRM behind; use obj.save()/obj.delete() per "
+    "object, or skip_cdms().{name}() for a deliberately local-only change."
+)
 
-def _local_only(name: str):
+
+def _local_only(name: str, why: str = WRITES_LOCAL_ONLY):
+    """A queryset method refused while syncing, since it would act on local rows only."""
+
     def method(self: CDMSQuerySet, *args: Any, **kwargs: Any):
         if self._cdms_sync:
             raise CDMSNotSupported(
-                f"{self.model.__name__}.objects...{name}() would change local rows only and "
-                f"leave the CRM behind; use obj.save()/obj.delete() per object, or "
-                f"skip_cdms().{name}() for a deliberately local-only change."
+                f"{self.model.__name__}.objects...{name}() " + why.format(name=name)
             )
         return getattr(super(CDMSQuerySet, self), name)(*args, **kwargs)
 
@@ -86,11 +93,40 @@ class CDMSQuerySet(models.QuerySet):
         obj.save(force_insert=True, using=self.db, skip_cdms=not self._cdms_sync)
         return obj
 
+    def update_or_create(self, defaults=None, create_defaults=None, **kwargs: Any):
+        """Django's ``update_or_create``, whose saves write to the remote unless this is a
+        ``skip_cdms()`` queryset. The row is read through the remote and locked locally as
+        Django locks it; the update carries the ETag it was read with."""
+        update_defaults = defaults or {}
+        if create_defaults is None:
+            create_defaults = update_defaults
+        self._for_write = True
+        with transaction.atomic(using=self.db):
+            locked = super().select_for_update()  # keeps syncing, unlike self.select_for_update
+            obj, created = locked.get_or_create(create_defaults, **kwargs)
+            if created:
+                return obj, created
+            for name, value in resolve_callables(update_defaults):
+                setattr(obj, name, value)
+            update_fields = set(update_defaults)
+            meta = self.model._meta
+            if meta._non_pk_concrete_field_names.issuperset(update_fields):
+                for field in meta.local_concrete_fields:  # auto_now fields, as Django does
+                    if not (field in meta.pk_fields or type(field).pre_save is Field.pre_save):
+                        update_fields.update({field.name, field.attname})
+            else:
+                update_fields = None
+            obj.save(using=self.db, update_fields=update_fields, skip_cdms=not self._cdms_sync)
+        return obj, False
+
     update = _local_only("update")
     delete = _local_only("delete")
     bulk_create = _local_only("bulk_create")
     bulk_update = _local_only("bulk_update")
     select_for_update = _local_only("select_for_update")
+    raw = _local_only(
+        "raw", "runs SQL the remote cannot be asked for; use skip_cdms().{name}() on local rows."
+    )
 
 
 class CDMSManager(models.Manager.from_queryset(CDMSQuerySet)):

@@ -65,11 +65,29 @@ class CDMSModel(models.Model):
                 self.pk, self._state.adding = None, True
             raise
 
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
+        """Also note the refreshed values as loaded, so that the next save sends what
+        differs from them (and nothing a refresh brought in)."""
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        names = None if fields is None else set(fields)
+        refreshed = {
+            attname: value
+            for attname, value in writes.snapshot(self).items()
+            if names is None or attname in names or self._meta.get_field(attname).name in names
+        }
+        self._cdms_loaded = {**getattr(self, "_cdms_loaded", {}), **refreshed}
+
     def delete(self, *args: Any, skip_cdms: bool = False, **kwargs: Any):
         if skip_cdms or self.cdms_pk is None:
             return super().delete(*args, **kwargs)
         using = kwargs.get("using") or self._state.db or "default"
-        with transaction.atomic(using=using):
-            result = super().delete(*args, **kwargs)
-            writes.remove(self)
+        pk = self.pk
+        try:
+            with transaction.atomic(using=using):
+                result = super().delete(*args, **kwargs)
+                writes.remove(self)
+        except BaseException:
+            # Django cleared the primary key; the row is still there, rolled back.
+            setattr(self, self._meta.pk.attname, pk)
+            raise
         return result
