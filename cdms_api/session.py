@@ -9,7 +9,6 @@ outcome unknown, so only requests the caller marks ``idempotent`` are repeated a
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import logging
 import time
 import uuid
@@ -32,6 +31,7 @@ from .errors import (
     TransportError,
     error_for_status,
 )
+from .net import is_loopback
 from .odata import literal
 from .retry import AMBIGUOUS_STATUSES, RETRY_STATUSES, RetryPolicy
 
@@ -57,20 +57,9 @@ class RequestRecord:
 def check_base_url(url: str) -> str:
     """HTTPS, or plain HTTP to a loopback address only (the local simulator)."""
     parts = urlsplit(url)
-    if parts.scheme == "https":
-        return url if url.endswith("/") else url + "/"
-    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return url if url.endswith("/") else url + "/"
     raise ValueError(f"refusing the non-HTTPS remote URL {url!r}: only loopback may use http")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class CDMSSession:

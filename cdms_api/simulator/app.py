@@ -4,7 +4,6 @@ around the Web API resources."""
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import re
 import socket
@@ -17,6 +16,7 @@ import simplejson
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from ..net import is_loopback
 from . import batch
 from .auth import TokenIssuer
 from .control import FaultRule, Faults, Journal, Throttle
@@ -60,16 +60,6 @@ def empty(status: int, headers: dict | None = None) -> Response:
     response = Response(status=status, headers={"OData-Version": "4.0", **(headers or {})})
     del response.headers["Content-Type"]
     return response
-
-
-def _loopback(address: str | None) -> bool:
-    """Whether a client address is this machine's (IPv4-mapped IPv6 included)."""
-    try:
-        ip = ipaddress.ip_address((address or "").split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
 
 
 def error_response(error: DataverseError) -> Response:
@@ -373,7 +363,7 @@ class Simulator:
 
     # Control API -----------------------------------------------------------------------------
     def admin(self, request: Request) -> Response:
-        if not _loopback(request.remote_addr):
+        if not is_loopback(request.remote_addr):
             return json_response({"error": "the control API answers loopback clients only"}, 403)
         action = (request.method, request.path[len("/__admin/") :].rstrip("/"))
         try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from ..net import is_loopback
 from .app import API_PREFIX, Simulator
 
 POLL_INTERVAL_S = 0.05  # how soon stop() is noticed
@@ -29,7 +29,7 @@ class SimulatorServer:
         port: int = 0,
         allow_remote: bool = False,
     ):
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ValueError(f"{host} is not a loopback address; pass allow_remote=True to bind it")
         self.simulator = simulator or Simulator()
         self.server: BaseWSGIServer = make_server(
@@ -79,12 +79,3 @@ class SimulatorServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
