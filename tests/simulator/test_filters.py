@@ -12,27 +12,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdms_api.simulator.seed import demo_key
+from tests.seeded import (
+    ACME,
+    ACME_KEY,
+    ALL,
+    CAFE,
+    CONTOSO,
+    FABRIKAM,
+    NORTHWIND,
+    OBRIEN,
+    ORGANIC,
+    ROCKET,
+    TOKYO,
+    WIDGETS,
+)
 
 QUERY_SYNTAX = "0x80060888"
 
-ACME = "Acme Holdings"
-WIDGETS = "Acme Widgets"
-OBRIEN = "O'Brien & Sons"
-ORGANIC = "100% Organic Farms"
-CAFE = "Café Münster GmbH"
-NORTHWIND = "Northwind Traders"
-CONTOSO = "Contoso Consulting"
-FABRIKAM = "Fabrikam Design"  # every optional column null
-TOKYO = "東京トレーディング"
-ROCKET = "Rocket 🚀 Labs"
-ALL = {ACME, WIDGETS, OBRIEN, ORGANIC, CAFE, NORTHWIND, CONTOSO, FABRIKAM, TOKYO, ROCKET}
 # numberofemployees: ACME 1200, WIDGETS 85, OBRIEN 12, ORGANIC 40, CAFE 23, NORTHWIND 300,
 # CONTOSO 45, FABRIKAM null, TOKYO 510, ROCKET 7.
 WITH_EMPLOYEES = ALL - {FABRIKAM}
 WITH_WEBSITE = {ACME, WIDGETS, ORGANIC, NORTHWIND, CONTOSO, ROCKET}
-
-ACME_KEY = demo_key(ACME)
 
 
 def get(api, entity_set: str = "accounts", **params):

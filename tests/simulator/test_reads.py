@@ -14,41 +14,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdms_api.simulator.seed import demo_key
+from tests.seeded import (
+    ACCOUNT_PROPERTIES,
+    ACME,
+    ACME_KEY,
+    ALL,
+    CAFE,
+    CONTOSO,
+    FABRIKAM,
+    NORTHWIND,
+    OBRIEN,
+    ORGANIC,
+    ROCKET,
+    TOKYO,
+    WIDGETS,
+)
 
 QUERY_SYNTAX = "0x80060888"
 NOT_FOUND = "0x80040217"
 NO_RESOURCE = "0x8006088a"
 ETAG = re.compile(r'W/"\d+"\Z')
 
-ACME = "Acme Holdings"
-WIDGETS = "Acme Widgets"
-OBRIEN = "O'Brien & Sons"
-ORGANIC = "100% Organic Farms"
-CAFE = "Café Münster GmbH"
-NORTHWIND = "Northwind Traders"
-CONTOSO = "Contoso Consulting"
-FABRIKAM = "Fabrikam Design"
-TOKYO = "東京トレーディング"
-ROCKET = "Rocket 🚀 Labs"
-ALL = {ACME, WIDGETS, OBRIEN, ORGANIC, CAFE, NORTHWIND, CONTOSO, FABRIKAM, TOKYO, ROCKET}
-ACME_KEY = demo_key(ACME)
-WIDGETS_KEY = demo_key(WIDGETS)
 
-ACCOUNT_PROPERTIES = {
-    "accountid",
-    "name",
-    "websiteurl",
-    "telephone1",
-    "numberofemployees",
-    "revenue",
-    "new_ukbased",
-    "new_foundedon",
-    "industrycode",
-    "_parentaccountid_value",
-    "createdon",
-    "modifiedon",
-    "versionnumber",
-}
+WIDGETS_KEY = demo_key(WIDGETS)
 
 
 def get(api, path: str = "accounts", *, headers: dict | None = None, **params):

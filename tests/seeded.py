@@ -1,0 +1,33 @@
+"""What the tests know of the ``demo`` seed (``cdms_api.simulator.seed``): account names, their
+keys, and the properties an account has."""
+
+from cdms_api.simulator.seed import demo_key
+
+ACME = "Acme Holdings"
+WIDGETS = "Acme Widgets"  # a subsidiary of ACME
+OBRIEN = "O'Brien & Sons"
+ORGANIC = "100% Organic Farms"
+CAFE = "Café Münster GmbH"
+NORTHWIND = "Northwind Traders"
+CONTOSO = "Contoso Consulting"
+FABRIKAM = "Fabrikam Design"  # every optional column null
+TOKYO = "東京トレーディング"
+ROCKET = "Rocket 🚀 Labs"
+ALL = {ACME, WIDGETS, OBRIEN, ORGANIC, CAFE, NORTHWIND, CONTOSO, FABRIKAM, TOKYO, ROCKET}
+ACME_KEY = demo_key(ACME)
+
+ACCOUNT_PROPERTIES = {
+    "accountid",
+    "name",
+    "websiteurl",
+    "telephone1",
+    "numberofemployees",
+    "revenue",
+    "new_ukbased",
+    "new_foundedon",
+    "industrycode",
+    "_parentaccountid_value",
+    "createdon",
+    "modifiedon",
+    "versionnumber",
+}
