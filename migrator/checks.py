@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import chain
+
 from django.apps import apps
 from django.core import checks
 
@@ -11,15 +13,17 @@ def check_mappings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     from .models import CDMSModel
 
     errors = []
-    for model in apps.get_models():
+    if app_configs is None:
+        models = apps.get_models()
+    else:  # as Django's model checks do: the models of those apps (even of another registry)
+        models = chain.from_iterable(app_config.get_models() for app_config in app_configs)
+    for model in models:
         if not issubclass(model, CDMSModel):
-            continue
-        if app_configs is not None and model._meta.app_config not in app_configs:
             continue
         for problem in model.cdms.errors:
             errors.append(
                 checks.Error(
-                    f"{model._meta.label}: class CDMS {problem}.",
+                    f"class CDMS {problem}.",  # Django prefixes the model's label (obj)
                     hint="See docs/usage.md, 'Mapping'.",
                     obj=model,
                     id="migrator.E001",

@@ -41,6 +41,9 @@ class IntegerConverter(Converter):
     def to_python(self, field, value):
         return None if value is None else int(value)
 
+    def to_remote(self, field, value):
+        return None if value is None else int(value)
+
 
 class DecimalConverter(Converter):
     def to_python(self, field, value):
@@ -49,11 +52,15 @@ class DecimalConverter(Converter):
         return Decimal(str(value)).quantize(Decimal(1).scaleb(-field.decimal_places))
 
     def to_remote(self, field, value):
-        return None if value is None else Decimal(value)
+        # str() first: a float assigned to the field is sent as written, not as its binary value
+        return None if value is None else Decimal(str(value))
 
 
 class FloatConverter(Converter):
     def to_python(self, field, value):
+        return None if value is None else float(value)
+
+    def to_remote(self, field, value):
         return None if value is None else float(value)
 
 
@@ -68,7 +75,7 @@ class DateTimeConverter(Converter):
     def to_python(self, field, value):
         if value is None:
             return None
-        moment = isoparse(value)
+        moment = value if isinstance(value, dt.datetime) else isoparse(value)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC)
@@ -76,7 +83,12 @@ class DateTimeConverter(Converter):
 
 class DateConverter(Converter):
     def to_python(self, field, value):
-        return None if value is None else dt.date.fromisoformat(value[:10])
+        if value is None or isinstance(value, dt.date):
+            return value
+        return dt.date.fromisoformat(value[:10])
+
+    def to_remote(self, field, value):
+        return value.date() if isinstance(value, dt.datetime) else value
 
 
 class TimeConverter(Converter):
@@ -106,7 +118,15 @@ class OptionSet(Converter):
         return None if value is None else self.values.get(value)
 
     def to_remote(self, field, value):
-        return None if value is None else self.options[value]
+        if value is None:
+            return None
+        try:
+            return self.options[value]
+        except KeyError:
+            raise ValueError(
+                f"{field.name}: {value!r} is not one of the option set's values "
+                f"({', '.join(map(repr, self.options))})"
+            ) from None
 
 
 CONVERTERS: dict[type[models.Field], Converter] = {

@@ -64,6 +64,16 @@ class CDMSQuerySet(models.QuerySet):
             self._result_cache = sync(self)
         super()._fetch_all()
 
+    def _prefetch_related_objects(self) -> None:
+        """A ``skip_cdms()`` queryset prefetches locally too (the related managers it uses
+        would sync otherwise)."""
+        if self._cdms_sync:
+            return super()._prefetch_related_objects()
+        from .sync import local_only
+
+        with local_only():
+            super()._prefetch_related_objects()
+
     def _cdms_refresh(self) -> None:
         """Sync what this queryset could match, for methods that bypass ``_fetch_all``."""
         if self._cdms_sync and self._result_cache is None:

@@ -106,13 +106,14 @@ class Mapping:
         converter = None
         if isinstance(spec, tuple):
             spec, converter = spec
+        if name in BOOKKEEPING:
+            self.errors.append(f"maps '{name}', which migrator keeps itself")
+            return None
         if django_field.many_to_one:
             lookup = spec if isinstance(spec, Lookup) else Lookup(str(spec))
-            if not hasattr(django_field.related_model, "CDMS"):
-                self.errors.append(
-                    f"maps '{name}', a ForeignKey to "
-                    f"{django_field.related_model.__name__}, which is not synced"
-                )
+            if not _synced(django_field.related_model):
+                target = getattr(django_field.related_model, "__name__", django_field.related_model)
+                self.errors.append(f"maps '{name}', a ForeignKey to {target}, which is not synced")
             return FieldMap(django_field, lookup.attribute, navigation=lookup.navigation)
         if not django_field.concrete or django_field.is_relation:
             self.errors.append(
@@ -127,6 +128,9 @@ class Mapping:
                 'for that type (give one: ("property", Converter()))'
             )
             return None
+        if str(spec) == self.key:
+            self.errors.append(f"maps '{name}' to the remote key '{self.key}' (that is cdms_pk)")
+            return None
         return FieldMap(django_field, str(spec), converter)
 
     def get(self, name: str) -> FieldMap | None:
@@ -138,4 +142,20 @@ class Mapping:
     @property
     def select(self) -> list[str]:
         """The properties a read asks for."""
-        return [self.key, "modifiedon", *dict.fromkeys(fm.remote for fm in self.fields)]
+        return list(dict.fromkeys([self.key, "modifiedon", *(fm.remote for fm in self.fields)]))
+
+
+# the fields CDMSModel adds and the sync engine writes
+BOOKKEEPING = frozenset({"cdms_pk", "cdms_modified", "cdms_etag"})
+
+
+def _synced(model: Any) -> bool:
+    """A synced model, by its class alone (its mapping may be the one being built)."""
+    from .models import CDMSModel
+
+    spec = getattr(model, "CDMS", None)
+    return (
+        isinstance(model, type)
+        and issubclass(model, CDMSModel)
+        and bool(getattr(spec, "entity_set", ""))
+    )

@@ -6,10 +6,20 @@
 2. The local query then runs. Any row it returns that the remote read did not (changed or
    deleted remotely) is re-checked by key, in one read for all of them, and updated or deleted;
    if that changed anything, the local query runs again.
+
+Related rows the local query reads are brought up to date too, or it would answer from stale
+ones: those it reads through a foreign key come with the records (``$expand``, no request of
+their own; further foreign keys in one read by key each); those it reads through a one-to-many
+relation are synced first by a read of their own when a condition selects them
+(``translator.RelatedRead``), or, when it asks which exist or counts them, or only shows them
+(annotations, values), those of every record read are synced after the main read (backfill).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterable, Iterator
@@ -18,14 +28,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.db import models, transaction
+from django.db.models.fields.reverse_related import ManyToOneRel
 from django.db.models.query import ModelIterable
+from django.db.models.sql.datastructures import Join
 from django.utils import timezone
 
 from cdms_api import odata
 from cdms_api.errors import CDMSNotSupported
 
 from . import remote
-from .translator import RemotePlan, translate
+from .mapping import Mapping
+from .translator import LinkedKeys, RemotePlan, columns, translate
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -38,6 +51,20 @@ FOREIGN_KEY_DEPTH = 3
 class SyncLimitWarning(UserWarning):
     """A read matched more remote records than ``CDMS["MAX_SYNC_ROWS"]``; the rest is left to
     the resync."""
+
+
+_local_only = contextvars.ContextVar("cdms_local_only", default=False)
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Within the block, syncing querysets answer from the local tables only (the related
+    querysets a ``skip_cdms()`` queryset evaluates, as ``prefetch_related`` does)."""
+    token = _local_only.set(True)
+    try:
+        yield
+    finally:
+        _local_only.reset(token)
 
 
 def plan_for(queryset: models.QuerySet) -> RemotePlan:
@@ -61,11 +88,13 @@ def plan_for(queryset: models.QuerySet) -> RemotePlan:
 
 
 def describe(queryset: models.QuerySet) -> str:
-    """The remote request a queryset would make, as text."""
+    """The remote requests a queryset would make, as text: one line per read, the reads of
+    related rows (numbered, as the main read's filter refers to them) first."""
     plan = plan_for(queryset)
     mapping = queryset.model.cdms
+    lines = [f"#{n}: {describe(read.queryset)}" for n, read in enumerate(plan.related, 1)]
     if plan.filter is odata.FALSE:
-        return f"(no request: nothing can match on {mapping.entity_set})"
+        return "\n".join([*lines, f"(no request: nothing can match on {mapping.entity_set})"])
     params = {"$select": ",".join(mapping.select)}
     if plan.filter is not odata.TRUE:
         params["$filter"] = odata.render(plan.filter)
@@ -73,14 +102,61 @@ def describe(queryset: models.QuerySet) -> str:
         params["$orderby"] = ",".join(plan.orderby)
     if plan.top is not None:
         params["$top"] = str(plan.top)
-    return f"GET {mapping.entity_set}?{urlencode(params, safe='$,()/')}"
+    expand = _expand(queryset.model, _forward_joins(queryset))
+    if expand:
+        params["$expand"] = ",".join(expand)
+    lines.append(f"GET {mapping.entity_set}?{urlencode(params, safe='$,()/=')}")
+    for link, related in dict.fromkeys([*plan.backfill, *_reverse_joins(queryset)]):
+        lines.append(f"then: the {related.cdms.entity_set} whose {link} is a record read")
+    return "\n".join(lines)
+
+
+def _resolved(plan: RemotePlan) -> RemotePlan:
+    """Sync the related reads, then put in the main filter the keys of the records they
+    point at."""
+    if not plan.related:
+        return plan
+    keys = {}
+    for read in plan.related:
+        sync(read.queryset)
+        if read.link is not None:
+            field = f"{read.link}__cdms_pk" if read.link else "cdms_pk"
+            linked = read.queryset.skip_cdms().values_list(field, flat=True)
+            keys[id(read)] = sorted({str(key) for key in linked if key is not None})
+    return dataclasses.replace(plan, filter=_substitute(plan.filter, keys))
+
+
+def _substitute(node: odata.Node, keys: dict[int, list[str]]) -> odata.Node:
+    if isinstance(node, LinkedKeys):
+        return odata.Prop(node.key).isin(keys[id(node.read)])
+    if isinstance(node, odata.And):
+        return odata.and_(*(_substitute(child, keys) for child in node.children))
+    if isinstance(node, odata.Or):
+        return odata.or_(*(_substitute(child, keys) for child in node.children))
+    if isinstance(node, odata.Not):
+        return odata.not_(_substitute(node.child, keys))
+    return node
+
+
+def _expand(model: type[CDMSModel], refresh: dict) -> list[str]:
+    """``$expand`` for the foreign keys the query joins through: the related records come
+    with the records read, to be refreshed with them."""
+    items = []
+    for name in refresh:
+        fm = model.cdms.get(name)
+        if fm is not None and fm.is_lookup:
+            items.append(f"{fm.navigation}($select={','.join(fm.target.cdms.select)})")
+    return items
 
 
 def sync(queryset: models.QuerySet) -> list[Any]:
     """Refresh what ``queryset`` could return, then evaluate it locally; returns its results."""
+    if _local_only.get():
+        return list(queryset.skip_cdms())
     model = queryset.model
-    plan = plan_for(queryset)
+    plan = _resolved(plan_for(queryset))
     seen, complete = set(), True
+    refresh = _forward_joins(queryset)
     if plan.filter is not odata.FALSE:
         limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
         records = remote.client().iter(
@@ -89,12 +165,13 @@ def sync(queryset: models.QuerySet) -> list[Any]:
             select=model.cdms.select,
             orderby=plan.orderby or None,
             top=min(plan.top, limit) if plan.top is not None else limit + 1,
+            expand=_expand(model, refresh) or None,
         )
         for page in _pages(records, remote.client().page_size):
             if len(seen) + len(page) > limit:
                 page = page[: limit - len(seen)]
                 complete = False
-            seen.update(apply(model, page))
+            seen.update(apply(model, page, refresh=refresh))
             if not complete:
                 warnings.warn(
                     f"{model.__name__}: more than {limit} remote records match; only the first "
@@ -103,22 +180,26 @@ def sync(queryset: models.QuerySet) -> list[Any]:
                     stacklevel=3,
                 )
                 break
+    # the local query, without its prefetches: the caller's queryset makes them, syncing
     local = queryset.skip_cdms()
+    local._prefetch_related_lookups = ()
+    if complete:
+        _backfill(queryset, local, plan, seen)
     results = list(local)
     if not complete:
         return results
-    stale = _keys_of(local, results) - seen
-    if plan.keys is not None:
-        gone = stale & plan.keys
-        if gone:
-            _delete_local(model, gone)
-        stale -= plan.keys
-    else:
-        gone = set()
-    if stale:
-        gone |= recheck(model, stale)
-    if gone or stale:
-        results = list(queryset.skip_cdms())
+    checked = set(seen)
+    # a recheck that deletes or updates rows can bring other rows into the results (a parent
+    # deleted sets its subsidiaries' parent to null): check until every row returned is fresh
+    while stale := _keys_of(local, results) - checked:
+        checked |= stale
+        if plan.keys is not None:
+            if gone := stale & plan.keys:
+                _delete_local(model, gone)
+            stale -= plan.keys
+        if stale:
+            recheck(model, stale, refresh)
+        results = list(local.all())
     return results
 
 
@@ -136,16 +217,83 @@ def _keys_of(queryset: models.QuerySet, results: list[Any]) -> set[str]:
     return {str(k) for k in pks.values_list("cdms_pk", flat=True) if k is not None}
 
 
-def recheck(model: type[CDMSModel], keys: set[str]) -> set[str]:
+def _forward_joins(queryset: models.QuerySet) -> dict[str, dict]:
+    """The foreign keys the query joins through from its model, as a tree ``{name: {...}}``
+    (``parent__parent__name`` -> ``{"parent": {"parent": {}}}``), and those it selects
+    related (``select_related``): the local query reads the related rows too, so a read
+    refreshes them along with the records."""
+    query = queryset.query
+    trees: dict[str, dict] = {query.base_table: {}} if query.base_table else {}
+    for alias, join in query.alias_map.items():  # a join comes after the one it starts from
+        forward = isinstance(join, Join) and isinstance(join.join_field, models.ForeignKey)
+        used = query.alias_refcount.get(alias)  # not a join trimmed away (organisation__in)
+        if forward and used and join.parent_alias in trees:
+            trees[alias] = trees[join.parent_alias].setdefault(join.join_field.name, {})
+    tree = trees.get(query.base_table, {})
+    if isinstance(query.select_related, dict):
+        _merge(tree, query.select_related)
+    return tree
+
+
+def _merge(tree: dict, more: dict) -> None:
+    for name, subtree in more.items():
+        _merge(tree.setdefault(name, {}), subtree)
+
+
+def _reverse_joins(queryset: models.QuerySet) -> list[tuple[str, type]]:
+    """The one-to-many relations the query reads (in annotations, values, ordering) beyond
+    its conditions, as (foreign key on the related model, related model)."""
+    query = queryset.query
+    conditioned = {col.alias for col in columns(query.where)}
+    found = []
+    for alias, join in query.alias_map.items():
+        relation = getattr(join, "join_field", None)
+        if (
+            isinstance(relation, ManyToOneRel)
+            and join.parent_alias == query.base_table
+            and query.alias_refcount.get(alias)
+            and alias not in conditioned
+            and isinstance(getattr(relation.related_model, "cdms", None), Mapping)
+            and relation.related_model.cdms.get(relation.field.name) is not None
+        ):
+            found.append((relation.field.name, relation.related_model))
+    return found
+
+
+def _backfill(
+    queryset: models.QuerySet, local: models.QuerySet, plan: RemotePlan, seen: set[str]
+) -> None:
+    """Sync the related rows, through the one-to-many relations the query reads without a
+    read of their own (``plan.backfill``, annotations, values, ordering), of every row it could
+    return: those the main read returned, and those the local query returns (ignoring its
+    slice, which may depend on them). One read per relation."""
+    reverse = dict.fromkeys([*plan.backfill, *_reverse_joins(queryset)])
+    if not reverse:
+        return
+    model = queryset.model
+    unsliced = local._chain()
+    unsliced.query.clear_limits()
+    pks = set(model._base_manager.filter(pk__in=unsliced.values("pk")).values_list("pk", flat=True))
+    pks.update(model._base_manager.filter(cdms_pk__in=seen).values_list("pk", flat=True))
+    from .manager import CDMSQuerySet
+
+    for link, related in reverse:
+        sync(CDMSQuerySet(related).filter(**{f"{link}__in": sorted(pks)}))
+
+
+def recheck(model: type[CDMSModel], keys: set[str], refresh: dict | None = None) -> set[str]:
     """Read records by key (one read, split only by the URL limit); update the rows found,
     delete those whose record is gone. Returns the keys deleted."""
     mapping = model.cdms
     found = set()
     records = remote.client().iter(
-        mapping.entity_set, filter=odata.Prop(mapping.key).isin(sorted(keys)), select=mapping.select
+        mapping.entity_set,
+        filter=odata.Prop(mapping.key).isin(sorted(keys)),
+        select=mapping.select,
+        expand=_expand(model, refresh or {}) or None,
     )
     for page in _pages(records, remote.client().page_size):
-        found.update(apply(model, page))
+        found.update(apply(model, page, refresh=refresh))
     gone = keys - found
     if gone:
         _delete_local(model, gone)
@@ -157,13 +305,17 @@ def _delete_local(model: type[CDMSModel], keys: set[str]) -> None:
     model._base_manager.filter(cdms_pk__in=keys).delete()
 
 
-def apply(model: type[CDMSModel], records: list[dict], depth: int = 0) -> set[str]:
+def apply(
+    model: type[CDMSModel], records: list[dict], depth: int = 0, refresh: dict | None = None
+) -> set[str]:
     """Write a page of remote records locally in one bulk write: create the new, update the
-    changed, skip those whose ETag is the one stored. Returns their keys."""
+    changed, skip those whose ETag is the one stored. Returns their keys. The related rows of
+    the lookups named in ``refresh`` (a tree, see ``_forward_joins``) are read again too, not
+    only when missing locally."""
     mapping = model.cdms
     keys = [str(r[mapping.key]) for r in records]
+    related = _related_ids(model, records, depth, refresh or {})  # may write some records first
     existing = {str(row.cdms_pk): row for row in model._base_manager.filter(cdms_pk__in=keys)}
-    related = _related_ids(model, records, depth)
     now = timezone.now()
     new, changed = [], []
     for record, key in zip(records, keys, strict=True):
@@ -242,22 +394,31 @@ def _modifiedon(value: str | None):
     return isoparse(value) if value else None
 
 
-def _related_ids(model: type[CDMSModel], records: list[dict], depth: int) -> dict[str, dict]:
+def _related_ids(
+    model: type[CDMSModel], records: list[dict], depth: int, refresh: dict
+) -> dict[str, dict]:
     """For each lookup, remote key -> local id of the related row. Related records missing
-    locally are read in one request per lookup and written first."""
+    locally are read in one request per lookup and written first; those in ``refresh`` are
+    written first in any case, from the records' ``$expand`` when they came with it."""
     result = {}
     for fm in model.cdms.fields:
         if not fm.is_lookup:
             continue
         target = fm.target
         wanted = {str(r[fm.remote]) for r in records if r.get(fm.remote)}
+        refreshed = fm.field.name in refresh
+        if refreshed and all(fm.navigation in r for r in records):
+            # they came with the records ($expand): written first, no request of their own
+            expanded = {str(e[target.cdms.key]): e for r in records if (e := r[fm.navigation])}
+            apply(target, list(expanded.values()), depth + 1, refresh[fm.field.name])
+            refreshed = False
         known = dict(
             (str(k), pk)
             for k, pk in target._base_manager.filter(cdms_pk__in=wanted).values_list(
                 "cdms_pk", "pk"
             )
         )
-        missing = wanted - set(known)
+        missing = set(wanted) if refreshed else wanted - set(known)
         if target is model:
             missing -= {str(r[model.cdms.key]) for r in records}  # written in this same page
         if missing and depth < FOREIGN_KEY_DEPTH:
@@ -268,7 +429,7 @@ def _related_ids(model: type[CDMSModel], records: list[dict], depth: int) -> dic
                     select=target.cdms.select,
                 )
             )
-            apply(target, fetched, depth + 1)
+            apply(target, fetched, depth + 1, refresh.get(fm.field.name))
             known.update(
                 (str(k), pk)
                 for k, pk in target._base_manager.filter(cdms_pk__in=missing).values_list(
