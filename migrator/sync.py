@@ -38,7 +38,8 @@ from cdms_api.errors import CDMSNotSupported
 
 from . import remote
 from .mapping import Mapping
-from .translator import LinkedKeys, RemotePlan, columns, translate
+from .relations import LinkedKeys, columns
+from .translator import RemotePlan, translate
 
 if TYPE_CHECKING:
     from .models import CDMSModel
