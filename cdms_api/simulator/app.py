@@ -38,6 +38,9 @@ ENTITY = re.compile(
 JSON_TYPE = "application/json; odata.metadata=minimal"
 
 
+DROPPED = 599  # the journal's status for a connection closed without an answer
+
+
 class DropConnection(Exception):
     """Close the client's connection without answering."""
 
@@ -125,23 +128,24 @@ class Simulator:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
         started = time.perf_counter()
-        response: Response | None = None
         try:
             response = self.handle(request)
         except DropConnection:
+            response = None
+        if not request.path.startswith("/__admin/"):
+            # journaled before a drop closes the socket, so a client that saw the drop finds it
+            self.journal.record(
+                method=request.method,
+                path=request.path,
+                query=request.query_string.decode("latin-1"),
+                status=response.status_code if response else DROPPED,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                time=time.time(),
+                client=request.remote_addr,
+            )
+        if response is None:
             self._drop(environ)
-            response = Response(b"", 599)
-        finally:
-            if not request.path.startswith("/__admin/"):
-                self.journal.record(
-                    method=request.method,
-                    path=request.path,
-                    query=request.query_string.decode("latin-1"),
-                    status=response.status_code if response else 599,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                    time=time.time(),
-                    client=request.remote_addr,
-                )
+            response = Response(b"", DROPPED)
         return response(environ, start_response)
 
     @staticmethod
