@@ -1332,6 +1332,23 @@ METHODS = [
         lambda: orgs.filter(uk_based=True).earliest("founded_on").name, ACME, 1, id="earliest"
     ),
     pytest.param(
+        lambda: [d.year for d in orgs.filter(uk_based=True).datetimes("created", "year")],
+        [dt.datetime.now(dt.UTC).year],
+        2,
+        id="datetimes",
+    ),
+    pytest.param(
+        lambda: sorted(
+            (o.name, bool(o.big))
+            for o in orgs.filter(uk_based=True).extra(select={"big": "employees > 100"})
+        ),
+        sorted(
+            [(ACME, True), (WIDGETS, False), (ORGANIC, False), (ROCKET, False), ("Fresh Co", False)]
+        ),
+        2,
+        id="extra",
+    ),
+    pytest.param(
         lambda: list(orgs.filter(uk_based=True).dates("founded_on", "year")),
         [dt.date(y, 1, 1) for y in (1987, 2003, 2011, 2021, 2022)],
         2,
