@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import CDMSError, MalformedResponse, error_for_status
+from .keys import entity_path, new_key
+from .session import dumps
 
 if TYPE_CHECKING:
     from .client import CDMSClient
@@ -81,10 +83,10 @@ class Batch:
         if self._open is not None:
             raise ValueError("a changeset cannot hold reads")
         query = f"?$select={','.join(select)}" if select else ""
-        return self._add(Operation("GET", f"{_entity(entity_set, key)}{query}"))
+        return self._add(Operation("GET", f"{entity_path(entity_set, key)}{query}"))
 
     def create(self, entity_set: str, data: Mapping[str, Any], key: str | None = None) -> Operation:
-        key = str(key or uuid.uuid4())
+        key = str(key or new_key())
         body = {**data, self.client.key_of(entity_set): key}
         return self._add(Operation("POST", entity_set, body, _REPRESENT, key))
 
@@ -92,14 +94,16 @@ class Batch:
         self, entity_set: str, key: str, data: Mapping[str, Any], etag: str | None = None
     ) -> Operation:
         headers = {**_REPRESENT, "If-Match": etag or "*"}
-        return self._add(Operation("PATCH", _entity(entity_set, key), dict(data), headers, key))
+        return self._add(Operation("PATCH", entity_path(entity_set, key), dict(data), headers, key))
 
     def upsert(self, entity_set: str, key: str, data: Mapping[str, Any]) -> Operation:
-        return self._add(Operation("PATCH", _entity(entity_set, key), dict(data), _REPRESENT, key))
+        return self._add(
+            Operation("PATCH", entity_path(entity_set, key), dict(data), _REPRESENT, key)
+        )
 
     def delete(self, entity_set: str, key: str, etag: str | None = None) -> Operation:
         headers = {"If-Match": etag} if etag else {}
-        return self._add(Operation("DELETE", _entity(entity_set, key), None, headers, key))
+        return self._add(Operation("DELETE", entity_path(entity_set, key), None, headers, key))
 
     # sending -----------------------------------------------------------------------------
     def send(self) -> list[Operation]:
@@ -159,10 +163,6 @@ def _operations(item: Operation | Changeset) -> list[Operation]:
 _REPRESENT = {"Prefer": "return=representation"}
 
 
-def _entity(entity_set: str, key: str) -> str:
-    return f"{entity_set}({uuid.UUID(str(key))})"
-
-
 def _request_part(operation: Operation, prefix: str, content_id: int | None) -> str:
     head = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
     if content_id is not None:
@@ -172,7 +172,7 @@ def _request_part(operation: Operation, prefix: str, content_id: int | None) -> 
     payload = ""
     if operation.body is not None:
         lines.append("Content-Type: application/json; type=entry")
-        payload = json.dumps(operation.body, default=str)
+        payload = dumps(operation.body).decode("utf-8")
     return head + "\r\n" + "\r\n".join(lines) + "\r\n\r\n" + payload + "\r\n"
 
 

@@ -13,6 +13,7 @@ from . import odata
 from .auth import ClientCredentials
 from .batch import Batch
 from .errors import CDMSError, MalformedResponse, NotFound
+from .keys import default_key, entity_path, new_key
 from .metadata import EntitySetInfo, parse_csdl
 from .retry import RetryPolicy
 from .session import CDMSSession
@@ -114,6 +115,11 @@ class CDMSClient:
         if len(filters) == 1:
             yield from self._pages(entity_set, filters[0], select, orderby, top, expand, page_size)
             return
+        if top is not None and orderby:
+            raise odata.FilterTooLong(
+                "A filter split over several requests cannot keep $orderby with $top: each part "
+                "would have its own first records. Shorten the In list, or drop top or orderby."
+            )
         key, seen = self.key_of(entity_set), set()
         select = None if select is None else sorted({*select, key})
         for part in filters:
@@ -180,7 +186,7 @@ class CDMSClient:
 
         The key is generated here when not given, so the outcome of a create whose answer was
         lost can be found out by reading that key back: the record is created exactly once."""
-        key = str(key or uuid.uuid4())
+        key = str(key or new_key())
         body = {**data, self.key_of(entity_set): key}
 
         def send() -> dict[str, Any]:
@@ -334,24 +340,8 @@ def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
     return result if result is not None else send()
 
 
-def default_key(entity_set: str) -> str:
-    """Dataverse's naming convention: ``accounts`` -> ``accountid``, ``opportunities`` ->
-    ``opportunityid``."""
-    singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.rstrip("s")
-    return f"{singular}id"
-
-
 def _encoded_length(text: str) -> int:
     return len(quote(text, safe=""))
-
-
-def entity_path(entity_set: str, key: str | uuid.UUID) -> str:
-    return f"{entity_set}({uuid.UUID(str(key))})"
-
-
-def bind(entity_set: str, key: str | uuid.UUID | None) -> str | None:
-    """The ``@odata.bind`` value for a lookup to ``entity_set(key)`` (None clears it)."""
-    return None if key is None else f"/{entity_path(entity_set, key)}"
 
 
 def _query_options(

@@ -23,10 +23,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_backoff_s)
+        if retry_after is not None:  # the remote's word; the time budget bounds it
+            return max(retry_after, 0.0)
         ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
-
-
-NO_RETRY = RetryPolicy(attempts=1)

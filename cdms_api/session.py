@@ -101,7 +101,12 @@ class CDMSSession:
         self.http.close()
 
     def url(self, path_or_url: str) -> str:
-        return urljoin(self.base_url, path_or_url)
+        """A path under the base URL, or a link the remote gave (``@odata.nextLink``), which
+        must stay on the base URL's scheme and host: the bearer token goes nowhere else."""
+        url = urljoin(self.base_url, path_or_url)
+        if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
+            raise MalformedResponse(f"the remote pointed at another host: {urlsplit(url).netloc}")
+        return url
 
     def request(
         self,
@@ -132,7 +137,6 @@ class CDMSSession:
                     method,
                     url,
                     params=params,
-                    json=json,
                     data=data,
                     headers=request_headers,
                     timeout=self.timeout,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
-from cdms_api.client import default_key
+from cdms_api.keys import default_key
 
 from .converters import Converter, converter_for
 

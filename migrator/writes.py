@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import simplejson
 from dateutil.parser import isoparse
 
-from cdms_api.client import bind
 from cdms_api.errors import CDMSError, NotFound, PreconditionFailed
+from cdms_api.keys import bind
 from cdms_api.session import dumps
 
 from . import remote

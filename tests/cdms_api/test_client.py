@@ -10,7 +10,9 @@ from decimal import Decimal
 import pytest
 
 from cdms_api import errors
-from cdms_api.client import CDMSClient, bind
+from cdms_api.client import CDMSClient
+from cdms_api.keys import bind
+from cdms_api.odata import FilterTooLong
 from cdms_api.retry import RetryPolicy
 
 ACME = "2faef9cc-507e-519d-a449-682b0526b00d"  # "Acme Holdings" in the demo seed
@@ -228,6 +230,17 @@ def test_batch_reports_every_operation_and_changesets_are_atomic(client):
     assert client.count("accounts", "name eq 'Rolled back'") == 0
     assert client.count("accounts", "name eq 'Batched'") == 1
     assert len(api_calls(client, "POST")) == 1
+
+
+def test_batch_writes_decimals_dates_and_keys_as_the_web_api_expects(client):
+    with client.batch() as batch:
+        created = batch.create(
+            "accounts",
+            {"name": "Typed", "revenue": Decimal("12.5000"), "new_foundedon": dt.date(2001, 2, 3)},
+        )
+    assert created.ok, created.error
+    record = client.get("accounts", created.key)
+    assert (record["revenue"], record["new_foundedon"]) == (Decimal("12.5"), "2001-02-03")
 
 
 def test_batch_of_2500_operations_is_three_requests(client):
@@ -462,6 +475,8 @@ def test_a_filter_longer_than_a_url_is_split_and_the_results_merged(client):
     query = Prop("accountid").isin(keys) | Prop("name").eq("Acme Holdings")
     found = list(client.iter("accounts", filter=query, select=["name"]))
     assert sorted(r["accountid"] for r in found) == sorted(seeded)
+    with pytest.raises(FilterTooLong, match="orderby"):
+        list(client.iter("accounts", filter=query, orderby=["name"], top=3))
     requests_made = api_calls(client, "GET")[1:]
     assert len(requests_made) > 1
     assert all(len(r.url) <= 32_000 for r in requests_made)

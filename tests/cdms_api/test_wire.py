@@ -139,6 +139,19 @@ def test_error_carries_the_request_id_header(client):
     assert caught.value.request_id == "abc-123" and caught.value.code == "0x80060888"
 
 
+@responses.activate
+def test_a_next_link_to_another_host_is_refused_and_gets_no_token(client):
+    token(responses)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts",
+        json={"value": [{"accountid": KEY}], "@odata.nextLink": "https://evil.example/steal?x=1"},
+    )
+    with pytest.raises(errors.MalformedResponse, match=r"another host: evil\.example"):
+        list(client.iter("accounts"))
+    assert all("evil.example" not in call.request.url for call in responses.calls)
+
+
 def test_parse_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("-3") == 0.0
@@ -151,4 +164,4 @@ def test_backoff_is_capped_and_jittered():
     delays = [policy.delay(10) for _ in range(200)]
     assert max(delays) <= 4 and min(delays) >= 0 and len(set(delays)) > 100
     assert policy.delay(1, retry_after=2.5) == 2.5
-    assert policy.delay(1, retry_after=99) == 4
+    assert policy.delay(1, retry_after=99) == 99  # the budget, not the cap, bounds it

@@ -36,8 +36,9 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cdms_api.client import CDMSClient, bind
+from cdms_api.client import CDMSClient
 from cdms_api.errors import CDMSNotSupported, NotFound
+from cdms_api.keys import bind
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import remote
