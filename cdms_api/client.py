@@ -141,6 +141,8 @@ class CDMSClient:
             headers = {"Prefer": f"odata.maxpagesize={page_size}"}
         url: str | None = entity_set
         while url:
+            if headers and top is not None:  # the last page asks for no more than is left
+                headers = {"Prefer": f"odata.maxpagesize={min(page_size, top)}"}
             response = self.session.request(
                 "GET", url, params=params, headers=headers, idempotent=True
             )

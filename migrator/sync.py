@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -50,8 +51,8 @@ FOREIGN_KEY_DEPTH = 3
 
 
 class SyncLimitWarning(UserWarning):
-    """A read matched more remote records than ``CDMS["MAX_SYNC_ROWS"]``; the rest is left to
-    the resync."""
+    """A read matched more remote records than ``CDMS["MAX_SYNC_ROWS"]``; the rest was not
+    synced (narrow the query, or raise the limit)."""
 
 
 _local_only = contextvars.ContextVar("cdms_local_only", default=False)
@@ -154,6 +155,10 @@ def sync(queryset: models.QuerySet) -> list[Any]:
     """Refresh what ``queryset`` could return, then evaluate it locally; returns its results."""
     if _local_only.get():
         return list(queryset.skip_cdms())
+    if queryset.query.combinator:  # union(), intersection(), difference(): each part, then all
+        for part in queryset.query.combined_queries:
+            sync(_syncing(queryset.model, part))
+        return list(queryset.skip_cdms())
     model = queryset.model
     plan = _resolved(plan_for(queryset))
     seen, complete = set(), True
@@ -165,7 +170,7 @@ def sync(queryset: models.QuerySet) -> list[Any]:
             filter=None if plan.filter is odata.TRUE else plan.filter,
             select=model.cdms.select,
             orderby=plan.orderby or None,
-            top=min(plan.top, limit) if plan.top is not None else limit + 1,
+            top=min(plan.top, limit + 1) if plan.top is not None else limit + 1,
             expand=_expand(model, refresh) or None,
         )
         for page in _pages(records, remote.client().page_size):
@@ -176,7 +181,7 @@ def sync(queryset: models.QuerySet) -> list[Any]:
             if not complete:
                 warnings.warn(
                     f"{model.__name__}: more than {limit} remote records match; only the first "
-                    f"{limit} were synced, the rest is left to the resync (MAX_SYNC_ROWS)",
+                    f"{limit} were synced (MAX_SYNC_ROWS); narrow the query to see the rest",
                     SyncLimitWarning,
                     stacklevel=3,
                 )
@@ -202,6 +207,12 @@ def sync(queryset: models.QuerySet) -> list[Any]:
             recheck(model, stale, refresh)
         results = list(local.all())
     return results
+
+
+def _syncing(model: type[CDMSModel], query) -> models.QuerySet:
+    from .manager import CDMSQuerySet
+
+    return CDMSQuerySet(model, query=query.chain())
 
 
 def _pages(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -314,7 +325,7 @@ def apply(
     the lookups named in ``refresh`` (a tree, see ``_forward_joins``) are read again too, not
     only when missing locally."""
     mapping = model.cdms
-    keys = [str(r[mapping.key]) for r in records]
+    keys = [_key(r[mapping.key]) for r in records]
     related = _related_ids(model, records, depth, refresh or {})  # may write some records first
     existing = {str(row.cdms_pk): row for row in model._base_manager.filter(cdms_pk__in=keys)}
     now = timezone.now()
@@ -340,7 +351,14 @@ def apply(
             *(fm.field.attname for fm in mapping.fields),
         ]
         with transaction.atomic():
-            model._base_manager.bulk_create(new, batch_size=500)
+            # another process may have brought the same record in meanwhile: its row is updated
+            model._base_manager.bulk_create(
+                new,
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=["cdms_pk"],
+                update_fields=fields,
+            )
             model._base_manager.bulk_update(changed, fields, batch_size=500)
             _link_within(model, records, [*new, *changed])
     return set(keys)
@@ -352,9 +370,9 @@ def _link_within(model: type[CDMSModel], records: list[dict], rows: list) -> Non
     lookups = [fm for fm in model.cdms.fields if fm.is_lookup and fm.target is model]
     if not lookups or not rows:
         return
-    by_key = {str(r[model.cdms.key]): r for r in records}
+    by_key = {_key(r[model.cdms.key]): r for r in records}
     wanted = {
-        str(by_key[str(row.cdms_pk)].get(fm.remote))
+        _key(by_key[str(row.cdms_pk)][fm.remote])
         for row in rows
         for fm in lookups
         if by_key[str(row.cdms_pk)].get(fm.remote)
@@ -363,16 +381,25 @@ def _link_within(model: type[CDMSModel], records: list[dict], rows: list) -> Non
         str(k): pk
         for k, pk in model._base_manager.filter(cdms_pk__in=wanted).values_list("cdms_pk", "pk")
     }
+    every_lookup = [fm for fm in model.cdms.fields if fm.is_lookup]
     linked = []
     for row in rows:
         record = by_key[str(row.cdms_pk)]
+        found = [ids.get(_key(record[fm.remote])) for fm in lookups if record.get(fm.remote)]
+        if not any(found):
+            continue
         for fm in lookups:
-            target = ids.get(str(record.get(fm.remote)))
-            if target is not None and getattr(row, fm.field.attname) != target:
-                setattr(row, fm.field.attname, target)
-                linked.append(row)
+            if record.get(fm.remote):
+                setattr(row, fm.field.attname, ids.get(_key(record[fm.remote])))
+        if all(
+            getattr(row, fm.field.attname) is not None or not record.get(fm.remote)
+            for fm in every_lookup
+        ):
+            row.cdms_etag = record.get("@odata.etag", "")  # resolved after all
+        linked.append(row)
     if linked:
-        model._base_manager.bulk_update(linked, [fm.field.attname for fm in lookups])
+        fields = ["cdms_etag", *(fm.field.attname for fm in lookups)]
+        model._base_manager.bulk_update(linked, fields)
 
 
 def _values(mapping, record: dict, related: dict) -> dict[str, Any]:
@@ -383,10 +410,17 @@ def _values(mapping, record: dict, related: dict) -> dict[str, Any]:
     for fm in mapping.fields:
         raw = record.get(fm.remote)
         if fm.is_lookup:
-            values[fm.field.attname] = related[fm.field.name].get(str(raw)) if raw else None
+            values[fm.field.attname] = related[fm.field.name].get(_key(raw)) if raw else None
+            if raw and values[fm.field.attname] is None:
+                values["cdms_etag"] = ""  # a lookup not resolved yet: the next read redoes it
         else:
             values[fm.field.attname] = fm.to_python(raw)
     return values
+
+
+def _key(value: Any) -> str:
+    """A remote key in one spelling (lower case), however the remote wrote it."""
+    return str(uuid.UUID(str(value)))
 
 
 def _modifiedon(value: str | None):
@@ -406,11 +440,11 @@ def _related_ids(
         if not fm.is_lookup:
             continue
         target = fm.target
-        wanted = {str(r[fm.remote]) for r in records if r.get(fm.remote)}
+        wanted = {_key(r[fm.remote]) for r in records if r.get(fm.remote)}
         refreshed = fm.field.name in refresh
         if refreshed and all(fm.navigation in r for r in records):
             # they came with the records ($expand): written first, no request of their own
-            expanded = {str(e[target.cdms.key]): e for r in records if (e := r[fm.navigation])}
+            expanded = {_key(e[target.cdms.key]): e for r in records if (e := r[fm.navigation])}
             apply(target, list(expanded.values()), depth + 1, refresh[fm.field.name])
             refreshed = False
         known = dict(
@@ -421,7 +455,7 @@ def _related_ids(
         )
         missing = set(wanted) if refreshed else wanted - set(known)
         if target is model:
-            missing -= {str(r[model.cdms.key]) for r in records}  # written in this same page
+            missing -= {_key(r[model.cdms.key]) for r in records}  # written in this same page
         if missing and depth < FOREIGN_KEY_DEPTH:
             fetched = list(
                 remote.client().iter(

@@ -253,6 +253,8 @@ def compare(t: Translator, lookup, negated: bool) -> odata.Node:
     op = COMPARISONS[lookup.lookup_name]
     if left.is_text and (negated or op != "eq"):
         raise Unsupported(f"a negated or ordered text comparison on {left.field.name}")
+    if op != "eq" and not left.is_plain:  # GUIDs do not sort as local ids do
+        raise Unsupported(f"an ordered comparison of keys ({left.field.name})")
     if isinstance(lookup.rhs, Col):
         if lookup.lookup_name == "iexact":  # SQLite's iexact is a LIKE: the column is a pattern
             raise Unsupported(f"{left.field.name}__iexact with another column")

@@ -92,7 +92,7 @@ def test_iter_orders_and_tops(client):
     assert len(api_calls(client)) == 1
 
 
-def test_top_beyond_one_page_is_paged_and_cut_locally(client):
+def test_top_beyond_one_page_is_paged_and_cut(client):
     records = list(client.iter("accounts", select=["name"], top=7, page_size=3))
     assert len(records) == 7
     assert len({r["accountid"] for r in records}) == 7

@@ -152,6 +152,26 @@ def test_a_next_link_to_another_host_is_refused_and_gets_no_token(client):
     assert all("evil.example" not in call.request.url for call in responses.calls)
 
 
+@responses.activate
+def test_the_last_page_of_a_top_asks_for_no_more_than_is_left(client):
+    token(responses)
+    page = [{"accountid": KEY}] * 3
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts",
+        json={"value": page, "@odata.nextLink": f"{BASE}accounts?$skiptoken=2"},
+    )
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts",
+        json={"value": page, "@odata.nextLink": f"{BASE}accounts?$skiptoken=3"},
+    )
+    responses.add(responses.GET, f"{BASE}accounts", json={"value": page[:1]})
+    assert len(list(client.iter("accounts", top=7, page_size=3))) == 7
+    prefer = [call.request.headers.get("Prefer") for call in responses.calls[1:]]
+    assert prefer == ["odata.maxpagesize=3", "odata.maxpagesize=3", "odata.maxpagesize=1"]
+
+
 def test_parse_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("-3") == 0.0

@@ -1733,3 +1733,44 @@ def test_changed_records_are_updated_in_one_statement(crm, cdms_simulator):
     assert [r.employees for r in rows] == [100 + i if i % 2 == 0 else i for i in range(25)]
     assert len(writes(captured)) == 1
     assert writes(captured)[0].lstrip().upper().startswith("UPDATE")
+
+
+# found in review -----------------------------------------------------------------------------
+def test_union_syncs_each_of_its_queries(crm, synced):
+    crm.add("Union Left Ltd", numberofemployees=3)
+    crm.add("Union Right Ltd", numberofemployees=4)
+    Organisation.objects.skip_cdms().all().delete()
+    left = Organisation.objects.filter(name="Union Left Ltd")
+    right = Organisation.objects.filter(employees=4)
+    with assertNumRemoteCalls(2):
+        assert names(left.union(right)) == {"Union Left Ltd", "Union Right Ltd"}
+    with assertNumRemoteCalls(2):
+        assert names(left.difference(right)) == {"Union Left Ltd"}
+
+
+def test_a_parent_chain_deeper_than_one_read_is_completed_by_the_next_read(crm, synced):
+    parent = None
+    for level in range(1, 7):
+        crm.add(f"Chain {level}", **({"parent": parent} if parent else {}))
+        parent = f"Chain {level}"
+    assert names(Organisation.objects.filter(name="Chain 6")) == {"Chain 6"}
+    chain_3 = Organisation.objects.get(name="Chain 3")
+    assert chain_3.parent is not None and chain_3.parent.name == "Chain 2"
+    crm.assert_touched_in_sync()
+
+
+@pytest.mark.parametrize("lookup", ["pk__gt", "cdms_pk__gt", "parent__gte"])
+def test_ordered_comparisons_of_keys_are_relaxed(lookup, crm, synced):
+    pivot = local(ACME)
+    value = {"pk__gt": pivot.pk, "cdms_pk__gt": pivot.cdms_pk, "parent__gte": pivot}[lookup]
+    crm.add("Later Ltd", numberofemployees=1200)
+    query = Organisation.objects.filter(**{lookup: value}, employees=1200)
+    assert filter_of(query) == "numberofemployees eq 1200"
+    result = names(query)
+    assert result == names(
+        Organisation.objects.skip_cdms().filter(**{lookup: value}, employees=1200)
+    )
+    assert ("Later Ltd" in result) == (
+        lookup == "pk__gt"
+        or (str(crm.key("Later Ltd")) > str(pivot.cdms_pk) and lookup == "cdms_pk__gt")
+    )
