@@ -8,6 +8,8 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdms_api import errors
 from cdms_api.client import CDMSClient
@@ -480,3 +482,20 @@ def test_a_filter_longer_than_a_url_is_split_and_the_results_merged(client):
     requests_made = api_calls(client, "GET")[1:]
     assert len(requests_made) > 1
     assert all(len(r.url) <= 32_000 for r in requests_made)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=60)
+)
+def test_any_text_written_with_create_is_found_by_eq_and_read_back_identical(client, value):
+    from cdms_api.odata import Prop
+
+    name = f"{uuid.uuid4().hex}{value}"  # unique: Dataverse compares text case-insensitively
+    created = client.create("accounts", {"name": name})
+    found = list(client.iter("accounts", filter=Prop("name").eq(name), select=["name"]))
+    assert [r["accountid"] for r in found] == [created["accountid"]]
+    assert found[0]["name"] == name
+    assert client.get("accounts", created["accountid"], select=["name"])["name"] == name
