@@ -7,17 +7,14 @@ Python memory of each reader."""
 
 from __future__ import annotations
 
-import argparse
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 
 from cdms_api.client import CDMSClient
-from cdms_api.simulator.testing import SimulatorHandle
+from cdms_api.simulator.testing import SimulatorHandle, simulator_process
 
-from .simulator_read import records
+from .simulator_read import arguments, records
 
 SELECT = "name,websiteurl,numberofemployees,revenue"
 
@@ -61,19 +58,9 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--records", type=int, default=50_000)
-    parser.add_argument("--page-size", type=int, default=5000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, argv)
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cdms_api.simulator", "--port", "0", "--seed", "none"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        simulator = SimulatorHandle(server.stdout.readline().strip().split("/api/")[0])
+    with simulator_process() as simulator:
         batch = records(args.records)
         for start in range(0, len(batch), 5000):
             simulator.load("accounts", batch[start : start + 5000])
@@ -81,9 +68,6 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.runs):  # alternate, so that drift hits both alike
             results["plain"].append(measure(plain_loop, simulator, args.page_size, args.records))
             results["client"].append(measure(client_iter, simulator, args.page_size, args.records))
-    finally:
-        server.kill()
-        server.wait(timeout=10)
 
     best = {name: min(t for t, _ in runs) for name, runs in results.items()}
     peak = {name: max(p for _, p in runs) for name, runs in results.items()}

@@ -38,12 +38,17 @@ def paged_read(session: requests.Session, url: str, page_size: int) -> int:
     return received
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options every read benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(__doc__, argv)
 
     with SimulatorServer(Simulator(seed="none")) as server:
         simulator = SimulatorHandle(server.root_url)

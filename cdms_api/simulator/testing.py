@@ -3,6 +3,10 @@ the ``/__admin/`` control API, all over HTTP."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -86,3 +90,22 @@ class SimulatorHandle:
     def load(self, entity_set: str, records: list[dict]) -> list[str]:
         """Create many records at once (same validation as POST); returns their keys."""
         return self._call("POST", f"load/{entity_set}", records)["keys"]
+
+
+@contextmanager
+def simulator_process(seed: str = "none") -> Iterator[SimulatorHandle]:
+    """A simulator in a process of its own (``python -m cdms_api.simulator`` on a free port),
+    so that neither its CPU time nor its memory counts for the caller's; ended on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdms_api.simulator", "--port", "0", "--seed", seed],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError(f"the simulator did not start: {base_url!r}")
+        yield SimulatorHandle(base_url.split(API_PREFIX)[0])
+    finally:
+        process.kill()
+        process.wait(timeout=10)

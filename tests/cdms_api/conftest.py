@@ -1,11 +1,8 @@
-import subprocess
-import sys
-
 import pytest
 
 from cdms_api.client import CDMSClient
 from cdms_api.retry import RetryPolicy
-from cdms_api.simulator.testing import SimulatorHandle
+from cdms_api.simulator.testing import simulator_process as start_simulator_process
 
 FAST_RETRY = RetryPolicy(attempts=4, backoff_s=0.01, max_backoff_s=2.0, budget_s=10.0)
 
@@ -42,16 +39,5 @@ def client(make_client):
 @pytest.fixture(scope="module")
 def simulator_process():
     """A simulator in a process of its own, so that memory measured here is the client's."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cdms_api.simulator", "--port", "0", "--seed", "none"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base_url = process.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:"), base_url
-        root = base_url.split("/api/")[0]
-        yield SimulatorHandle(root)
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+    with start_simulator_process() as handle:
+        yield handle
