@@ -79,7 +79,7 @@ class CDMSQuerySet(models.QuerySet):
         if self._cdms_sync and self._result_cache is None:
             from .sync import sync
 
-            sync(self.all())
+            sync(self.all(), results=False)
 
     def count(self) -> int:
         self._cdms_refresh()

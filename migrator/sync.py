@@ -151,14 +151,16 @@ def _expand(model: type[CDMSModel], refresh: dict) -> list[str]:
     return items
 
 
-def sync(queryset: models.QuerySet) -> list[Any]:
-    """Refresh what ``queryset`` could return, then evaluate it locally; returns its results."""
+def sync(queryset: models.QuerySet, results: bool = True) -> list[Any] | None:
+    """Refresh what ``queryset`` could return, then evaluate it locally; returns its results
+    (or None with ``results=False``: for ``count()`` and the like, which query for themselves,
+    the rows are only checked by key, never built as objects)."""
     if _local_only.get():
-        return list(queryset.skip_cdms())
+        return list(queryset.skip_cdms()) if results else None
     if queryset.query.combinator:  # union(), intersection(), difference(): each part, then all
         for part in queryset.query.combined_queries:
-            sync(_syncing(queryset.model, part))
-        return list(queryset.skip_cdms())
+            sync(_syncing(queryset.model, part), results=False)
+        return list(queryset.skip_cdms()) if results else None
     model = queryset.model
     plan = _resolved(plan_for(queryset))
     seen, complete = set(), True
@@ -191,13 +193,17 @@ def sync(queryset: models.QuerySet) -> list[Any]:
     local._prefetch_related_lookups = ()
     if complete:
         _backfill(queryset, local, plan, seen)
-    results = list(local)
+
+    def evaluate() -> list[Any] | None:
+        return list(local.all()) if results else None
+
+    rows = evaluate()
     if not complete:
-        return results
+        return rows
     checked = set(seen)
     # a recheck that deletes or updates rows can bring other rows into the results (a parent
     # deleted sets its subsidiaries' parent to null): check until every row returned is fresh
-    while stale := _keys_of(local, results) - checked:
+    while stale := _keys_of(local, rows) - checked:
         checked |= stale
         if plan.keys is not None:
             if gone := stale & plan.keys:
@@ -205,8 +211,8 @@ def sync(queryset: models.QuerySet) -> list[Any]:
             stale -= plan.keys
         if stale:
             recheck(model, stale, refresh)
-        results = list(local.all())
-    return results
+        rows = evaluate()
+    return rows
 
 
 def _syncing(model: type[CDMSModel], query) -> models.QuerySet:
@@ -221,10 +227,11 @@ def _pages(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield page
 
 
-def _keys_of(queryset: models.QuerySet, results: list[Any]) -> set[str]:
-    """Remote keys of the rows a local evaluation returned."""
-    if issubclass(queryset._iterable_class, ModelIterable):
-        return {str(row.cdms_pk) for row in results if row.cdms_pk is not None}
+def _keys_of(queryset: models.QuerySet, rows: list[Any] | None) -> set[str]:
+    """Remote keys of the rows the local query returns: from its objects when it was
+    evaluated to objects, otherwise by a query of their keys alone."""
+    if rows is not None and issubclass(queryset._iterable_class, ModelIterable):
+        return {str(row.cdms_pk) for row in rows if row.cdms_pk is not None}
     pks = queryset.model._base_manager.filter(pk__in=queryset.values("pk"))
     return {str(k) for k in pks.values_list("cdms_pk", flat=True) if k is not None}
 
