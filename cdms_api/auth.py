@@ -10,6 +10,7 @@ import threading
 import time
 
 import requests
+import requests.auth
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 
 from .errors import AuthError, MalformedResponse, RemoteTimeout, TransportError
@@ -50,17 +51,21 @@ class ClientCredentials:
 
     def _fetch(self, http: requests.Session, timeout: tuple[float, float]) -> None:
         oauth = BackendApplicationClient(client_id=self.client_id)
-        body = oauth.prepare_request_body(
-            scope=[self.scope] if self.scope else None,
-            include_client_id=True,
-            client_secret=self.__secret,
-        )
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
         }
         try:
-            response = http.post(self.token_url, data=body, headers=headers, timeout=timeout)
+            response = http.post(  # the body is built in the call: no variable holds the secret
+                self.token_url,
+                data=oauth.prepare_request_body(
+                    scope=[self.scope] if self.scope else None,
+                    include_client_id=True,
+                    client_secret=self.__secret,
+                ),
+                headers=headers,
+                timeout=timeout,
+            )
         except requests.Timeout as error:
             raise RemoteTimeout(
                 f"token request timed out: {type(error).__name__}",
@@ -99,3 +104,21 @@ def _describe_refusal(response: requests.Response) -> str:
         return f"the token endpoint refused the credentials: {body.get('error', 'error')}"
     except ValueError:
         return "the token endpoint refused the credentials"
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Puts the bearer token on each request as it is sent, so that the token lives only in
+    the request itself: not in the caller's variables, where a debugger's or an error page's
+    dump of local variables would show it."""
+
+    def __init__(
+        self, credentials: ClientCredentials, http: requests.Session, timeout: tuple[float, float]
+    ):
+        self.credentials, self.http, self.timeout = credentials, http, timeout
+
+    def __repr__(self) -> str:
+        return f"BearerAuth({self.credentials!r})"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self.credentials.authorization(self.http, self.timeout)
+        return request

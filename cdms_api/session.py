@@ -22,7 +22,7 @@ import requests
 import simplejson
 from requests.adapters import HTTPAdapter
 
-from .auth import ClientCredentials
+from .auth import BearerAuth, ClientCredentials
 from .errors import (
     CDMSError,
     MalformedResponse,
@@ -93,6 +93,7 @@ class CDMSSession:
             }
         )
         self._sleep = sleep
+        self._bearer = None if auth is None else BearerAuth(auth, self.http, timeout)
 
     def __repr__(self) -> str:
         return f"CDMSSession(base_url={self.base_url!r}, auth={self.auth!r})"
@@ -128,9 +129,6 @@ class CDMSSession:
         started, attempt, renewed = time.monotonic(), 0, False
         while True:
             attempt += 1
-            request_headers = dict(headers or {})
-            if self.auth is not None:
-                request_headers["Authorization"] = self.auth.authorization(self.http, self.timeout)
             sent = time.perf_counter()
             try:
                 response = self.http.request(
@@ -138,7 +136,8 @@ class CDMSSession:
                     url,
                     params=params,
                     data=data,
-                    headers=request_headers,
+                    headers=headers,
+                    auth=self._bearer,
                     timeout=self.timeout,
                 )
             except requests.RequestException as exc:

@@ -422,7 +422,13 @@ def test_secrets_never_reach_logs_reprs_or_errors(cdms_simulator, client, caplog
     with pytest.raises(errors.ServerError) as caught:
         client.get("accounts", ACME)
     token = client.session.auth.authorization(client.session.http, (5, 5)).split()[1]
+    frames = []
+    traceback = caught.value.__traceback__.tb_next  # past this test's own frame
+    while traceback is not None:  # what an error page or a debugger shows of the failure
+        frames.extend(repr(value) for value in traceback.tb_frame.f_locals.values())
+        traceback = traceback.tb_next
     texts = [
+        *frames,
         caplog.text,
         repr(client),
         repr(client.session),
