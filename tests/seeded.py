@@ -16,6 +16,14 @@ ROCKET = "Rocket 🚀 Labs"
 ALL = {ACME, WIDGETS, OBRIEN, ORGANIC, CAFE, NORTHWIND, CONTOSO, FABRIKAM, TOKYO, ROCKET}
 ACME_KEY = demo_key(ACME)
 
+ADA = "Ada Lovelace"
+ALAN = "Alan Turing"
+SEAN = "Seán O'Brien"
+GRACE = "Grace Hopper"
+KATHERINE = "Katherine Johnson"  # no organisation
+SMITH = "Smith Smith"  # first name equals last name
+PEOPLE = {ADA, ALAN, SEAN, GRACE, KATHERINE, SMITH}
+
 ACCOUNT_PROPERTIES = {
     "accountid",
     "name",

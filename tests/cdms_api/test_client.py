@@ -16,8 +16,9 @@ from cdms_api.client import CDMSClient
 from cdms_api.keys import bind
 from cdms_api.odata import FilterTooLong
 from cdms_api.retry import RetryPolicy
+from tests.seeded import ACME_KEY
 
-ACME = "2faef9cc-507e-519d-a449-682b0526b00d"  # "Acme Holdings" in the demo seed
+ACME = ACME_KEY
 
 
 def api_calls(client, method=None):

@@ -44,27 +44,26 @@ from core.models import Contact, Organisation
 from migrator import remote
 from migrator.sync import SyncLimitWarning
 from migrator.testing import assertNumRemoteCalls
+from tests.seeded import (
+    ACME,
+    ADA,
+    ALAN,
+    ALL,
+    CAFE,
+    CONTOSO,
+    FABRIKAM,
+    GRACE,
+    NORTHWIND,
+    OBRIEN,
+    ORGANIC,
+    PEOPLE,
+    ROCKET,
+    SMITH,
+    TOKYO,
+    WIDGETS,
+)
 
-ACME = "Acme Holdings"
-WIDGETS = "Acme Widgets"
-OBRIEN = "O'Brien & Sons"
-ORGANIC = "100% Organic Farms"
-CAFE = "Café Münster GmbH"
-NORTHWIND = "Northwind Traders"
-CONTOSO = "Contoso Consulting"
-FABRIKAM = "Fabrikam Design"
-TOKYO = "東京トレーディング"
-ROCKET = "Rocket 🚀 Labs"
-ALL = {ACME, WIDGETS, OBRIEN, ORGANIC, CAFE, NORTHWIND, CONTOSO, FABRIKAM, TOKYO, ROCKET}
 UK = {ACME, WIDGETS, ORGANIC, CONTOSO, ROCKET}
-
-ADA = "Ada Lovelace"
-ALAN = "Alan Turing"
-SEAN = "Seán O'Brien"
-GRACE = "Grace Hopper"
-KATHERINE = "Katherine Johnson"
-SMITH = "Smith Smith"
-PEOPLE = {ADA, ALAN, SEAN, GRACE, KATHERINE, SMITH}
 
 ENTITY_SETS = {Organisation: "accounts", Contact: "contacts"}
 

@@ -19,11 +19,11 @@ from cdms_api.errors import CDMSNotSupported
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator.testing import assertNumRemoteCalls
+from tests.seeded import ACME_KEY, ROCKET
 
 orgs = Organisation.objects
 people = Contact.objects
-ACME_KEY = demo_key("Acme Holdings")
-ROCKET_KEY = demo_key("Rocket 🚀 Labs")
+ROCKET_KEY = demo_key(ROCKET)
 ACCOUNT_SELECT = (
     "accountid,modifiedon,name,websiteurl,telephone1,numberofemployees,revenue,new_ukbased,"
     "new_foundedon,_parentaccountid_value"

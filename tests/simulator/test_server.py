@@ -40,15 +40,7 @@ def test_a_loopback_server_serves_and_stops(host):
         assert server.port > 0
         assert server.base_url == f"http://{host}:{server.port}/api/data/v9.2/"
         assert server.token_url == f"http://{host}:{server.port}/oauth2/token"
-        response = requests.post(
-            server.token_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": DEMO_CLIENT_ID,
-                "client_secret": DEMO_CLIENT_SECRET,
-            },
-            timeout=10,
-        )
+        response = request_token(server.token_url)
         assert response.status_code == 200
     with pytest.raises(requests.ConnectionError):
         requests.get(server.base_url, timeout=2)
@@ -118,15 +110,7 @@ def test_the_module_runs_as_a_process(tmp_path):
         assert f"{root}/oauth2/token" in second
         assert DEMO_CLIENT_ID in second
 
-        response = requests.post(
-            f"{root}/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": DEMO_CLIENT_ID,
-                "client_secret": DEMO_CLIENT_SECRET,
-            },
-            timeout=10,
-        )
+        response = request_token(f"{root}/oauth2/token")
         assert response.status_code == 200
         assert response.json()["expires_in"] == 120
         headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
@@ -209,3 +193,11 @@ def test_many_clients_at_once(cdms_simulator):
     journal = [e for e in cdms_simulator.journal() if e["path"].startswith("/api/")]
     assert sum(e["method"] in ("POST", "PATCH", "DELETE") for e in journal) == threads * 20
     assert {e["status"] for e in journal} <= {200, 204}
+
+
+def request_token(token_url: str) -> requests.Response:
+    """The client-credentials grant with the demo credentials, answered as it is."""
+    credentials = {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET}
+    return requests.post(
+        token_url, data={"grant_type": "client_credentials", **credentials}, timeout=10
+    )
