@@ -26,6 +26,11 @@ class Converter:
     def to_remote(self, field: models.Field, value: Any) -> Any:
         return value
 
+    def remote_range(self, field: models.Field) -> tuple[Any, Any] | None:
+        """The lowest and highest value the remote type holds, when it is narrower than
+        what a filter value may be: the translator knows that nothing lies beyond."""
+        return None
+
 
 class TextConverter(Converter):
     def to_python(self, field, value):
@@ -37,12 +42,21 @@ class TextConverter(Converter):
         return None if value == "" and not field.null else value
 
 
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
 class IntegerConverter(Converter):
+    """Dataverse's whole numbers are Int32, its big integers Int64."""
+
     def to_python(self, field, value):
         return None if value is None else int(value)
 
     def to_remote(self, field, value):
         return None if value is None else int(value)
+
+    def remote_range(self, field):
+        return INT64 if isinstance(field, models.BigIntegerField) else INT32
 
 
 class DecimalConverter(Converter):

@@ -1,5 +1,6 @@
-"""``CDMSManager`` and ``CDMSQuerySet``: every evaluation first brings the local rows that could
-match up to date with the remote (``migrator.sync``), then the ordinary Django query answers.
+"""``CDMSManager`` and ``CDMSQuerySet``: querysets of synced models. Their query is a
+``CDMSQuery``, which brings the local rows it can return up to date with the remote just
+before it runs, whichever Django method runs it; then the ordinary Django query answers.
 ``skip_cdms()`` gives a purely local queryset."""
 
 from __future__ import annotations
@@ -12,21 +13,28 @@ from django.db.models.utils import resolve_callables
 
 from cdms_api.errors import CDMSNotSupported
 
+from .local import local_only, syncs
+from .query import CDMSQuery
+from .sync import describe
+
 WRITES_LOCAL_ONLY = (
     "would change local rows only and leave the CRM behind; use obj.save()/obj.delete() per "
     "object, or skip_cdms().{name}() for a deliberately local-only change."
 )
 
 
-def _local_only(name: str, why: str = WRITES_LOCAL_ONLY):
-    """A queryset method refused while syncing, since it would act on local rows only."""
+def _refused(name: str, why: str = WRITES_LOCAL_ONLY):
+    """A queryset method refused while syncing, since it would act on local rows only. On a
+    local queryset it runs locally throughout: the related rows Django reads for it (the
+    deletion collector's) are read locally too."""
 
     def method(self: CDMSQuerySet, *args: Any, **kwargs: Any):
-        if self._cdms_sync:
+        if syncs(self.query):
             raise CDMSNotSupported(
                 f"{self.model.__name__}.objects...{name}() " + why.format(name=name)
             )
-        return getattr(super(CDMSQuerySet, self), name)(*args, **kwargs)
+        with local_only():
+            return getattr(super(CDMSQuerySet, self), name)(*args, **kwargs)
 
     method.__name__ = name
     original = getattr(models.QuerySet, name)
@@ -36,71 +44,33 @@ def _local_only(name: str, why: str = WRITES_LOCAL_ONLY):
 
 
 class CDMSQuerySet(models.QuerySet):
-    _cdms_sync = True
-
-    def _clone(self):
-        clone = super()._clone()
-        clone._cdms_sync = self._cdms_sync
-        return clone
+    def __init__(self, model=None, query=None, using=None, hints=None):
+        super().__init__(model, query or CDMSQuery(model), using, hints)
 
     def skip_cdms(self) -> CDMSQuerySet:
         """A purely local queryset: no remote call, every Django method as usual."""
         clone = self._chain()
-        clone._cdms_sync = False
+        clone.query.cdms_sync = False
         return clone
 
     @property
     def cdms_query(self) -> str:
         """The remote request this queryset would make, without making it (as ``str(qs.query)``
         shows the SQL)."""
-        from .sync import describe
-
-        return describe(self)
-
-    def _fetch_all(self) -> None:
-        if self._result_cache is None and self._cdms_sync:
-            from .sync import sync
-
-            self._result_cache = sync(self)
-        super()._fetch_all()
+        return describe(self.query)
 
     def _prefetch_related_objects(self) -> None:
         """A ``skip_cdms()`` queryset prefetches locally too (the related managers it uses
         would sync otherwise)."""
-        if self._cdms_sync:
+        if self.query.cdms_sync:
             return super()._prefetch_related_objects()
-        from .sync import local_only
-
         with local_only():
             super()._prefetch_related_objects()
-
-    def _cdms_refresh(self) -> None:
-        """Sync what this queryset could match, for methods that bypass ``_fetch_all``."""
-        if self._cdms_sync and self._result_cache is None:
-            from .sync import sync
-
-            sync(self.all(), results=False)
-
-    def count(self) -> int:
-        self._cdms_refresh()
-        return super().count()
-
-    def exists(self) -> bool:
-        self._cdms_refresh()
-        return super().exists()
-
-    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self._cdms_refresh()
-        return super().aggregate(*args, **kwargs)
-
-    def iterator(self, chunk_size: int | None = None):
-        self._cdms_refresh()
-        return super().iterator(chunk_size=chunk_size)
 
     def create(self, **kwargs: Any):
         obj = self.model(**kwargs)
         self._for_write = True
-        obj.save(force_insert=True, using=self.db, skip_cdms=not self._cdms_sync)
+        obj.save(force_insert=True, using=self.db, skip_cdms=not self.query.cdms_sync)
         return obj
 
     def update_or_create(self, defaults=None, create_defaults=None, **kwargs: Any):
@@ -126,15 +96,15 @@ class CDMSQuerySet(models.QuerySet):
                         update_fields.update({field.name, field.attname})
             else:
                 update_fields = None
-            obj.save(using=self.db, update_fields=update_fields, skip_cdms=not self._cdms_sync)
+            obj.save(using=self.db, update_fields=update_fields, skip_cdms=not self.query.cdms_sync)
         return obj, False
 
-    update = _local_only("update")
-    delete = _local_only("delete")
-    bulk_create = _local_only("bulk_create")
-    bulk_update = _local_only("bulk_update")
-    select_for_update = _local_only("select_for_update")
-    raw = _local_only(
+    update = _refused("update")
+    delete = _refused("delete")
+    bulk_create = _refused("bulk_create")
+    bulk_update = _refused("bulk_update")
+    select_for_update = _refused("select_for_update")
+    raw = _refused(
         "raw", "runs SQL the remote cannot be asked for; use skip_cdms().{name}() on local rows."
     )
 

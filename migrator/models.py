@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from django.db import models, transaction
 from django.utils.functional import classproperty
 
 from . import writes
+from .local import local_only
 from .manager import CDMSManager
 from .mapping import Mapping
 
@@ -34,6 +36,9 @@ class CDMSModel(models.Model):
 
     class Meta:
         abstract = True
+        # Django reads related rows (``contact.organisation``), refreshes instances and
+        # collects rows to delete through the base manager: it must sync too.
+        base_manager_name = "objects"
 
     @classproperty
     def cdms(cls) -> Mapping:
@@ -66,9 +71,13 @@ class CDMSModel(models.Model):
             raise
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
-        """Also note the refreshed values as loaded, so that the next save sends what
+        """Sync the row, then reload it, as every read does; a deferred field loaded on
+        first access (``only()``, ``defer()``) is read locally, as stored when the instance
+        was read. Also note the refreshed values as loaded, so that the next save sends what
         differs from them (and nothing a refresh brought in)."""
-        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        deferred = fields is not None and set(fields) <= self.get_deferred_fields()
+        with local_only() if deferred else contextlib.nullcontext():
+            super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
         names = None if fields is None else set(fields)
         refreshed = {
             attname: value
@@ -79,12 +88,14 @@ class CDMSModel(models.Model):
 
     def delete(self, *args: Any, skip_cdms: bool = False, **kwargs: Any):
         if skip_cdms or self.cdms_pk is None:
-            return super().delete(*args, **kwargs)
+            with local_only():
+                return super().delete(*args, **kwargs)
         using = kwargs.get("using") or self._state.db or "default"
         pk = self.pk
         try:
             with transaction.atomic(using=using):
-                result = super().delete(*args, **kwargs)
+                with local_only():  # the rows pointing at it, as stored: on_delete applies
+                    result = super().delete(*args, **kwargs)
                 writes.remove(self)
         except BaseException:
             # Django cleared the primary key; the row is still there, rolled back.

@@ -12,6 +12,7 @@ from django.db.models.expressions import Col
 
 from cdms_api import odata
 
+from . import local
 from .converters import DateTimeConverter
 from .mapping import FieldMap, Mapping
 
@@ -41,6 +42,13 @@ class Operand:
         """A mapped value column: not a key, not a lookup."""
         return self.kind == "field" and not self.mapping.is_lookup
 
+    def beyond_range(self, value: Any) -> int:
+        """-1 below the lowest value the remote type holds, 1 above the highest, else 0."""
+        bounds = self.mapping.converter.remote_range(self.field) if self.is_plain else None
+        if bounds is None:
+            return 0
+        return -1 if value < bounds[0] else int(value > bounds[1])
+
     def remote_values(self, values: list[Any]) -> list[Any]:
         """Values as the remote compares them; rows that exist only locally drop out."""
         if self.kind == "key":
@@ -57,7 +65,7 @@ def remote_keys(model: type[models.Model], values: list[Any]) -> list[Any]:
     ids = [v.pk if isinstance(v, models.Model) else v for v in values if v is not None]
     if not ids:
         return []
-    keys = model._base_manager.filter(pk__in=ids).values_list("cdms_pk", flat=True)
+    keys = local.rows(model).filter(pk__in=ids).values_list("cdms_pk", flat=True)
     return [k for k in keys if k is not None]
 
 

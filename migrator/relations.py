@@ -31,12 +31,11 @@ from .operands import Operand, Unsupported, base_column, mapping_of
 @dataclass(frozen=True, eq=False)
 class RelatedRead:
     """Rows of another synced model that a condition reads (through a one-to-many relation,
-    or in a subquery): ``queryset`` (a syncing queryset of that model) is synced before the
-    main read, so that the local query sees them current. When the main read can be narrowed
-    to the records they point at, ``link`` is the foreign key on them that does ("" for their
-    own keys)."""
+    or in a subquery): ``query`` (of that model) is synced before the main read, so that the
+    local query sees them current. When the main read can be narrowed to the records they
+    point at, ``link`` is the foreign key on them that does ("" for their own keys)."""
 
-    queryset: models.QuerySet
+    query: Query
     link: str | None = None
 
 
@@ -50,7 +49,7 @@ class LinkedKeys(odata.Node):
     number: int
 
     def render(self) -> str:
-        entity_set = self.read.queryset.model.cdms.entity_set
+        entity_set = self.read.query.model.cdms.entity_set
         keys = f"{self.read.link} of" if self.read.link else "keys of"
         return f"{self.key} in ({keys} the {entity_set} read #{self.number})"
 
@@ -64,8 +63,8 @@ def refuse(model: type[models.Model], what: str, why: str) -> CDMSNotSupported:
 
 class RelationConditions:
     """The translator's handling of one-to-many relations and subqueries (a mixin of
-    ``Translator``, which provides ``query``, ``model``, ``related``, ``backfill``, ``relax()``
-    and ``path()``)."""
+    ``Translator``, which provides ``query``, ``model``, ``related``, ``backfill``,
+    ``disjunctions``, ``relax()`` and ``path()``)."""
 
     def reverse_join(self, lookup: django_lookups.Lookup) -> tuple[str, ManyToOneRel] | None:
         """The alias and relation when the lookup reads rows joined through a one-to-many
@@ -92,7 +91,11 @@ class RelationConditions:
         self, lookup: django_lookups.Lookup, alias: str, relation: ManyToOneRel, negations: int
     ) -> odata.Node:
         """A condition on rows joined through a one-to-many relation: the main read asks for
-        the records the related rows that meet it point at."""
+        the records the related rows that meet it point at. Inside an OR, the join returns
+        every related row of the records the other branches select (one result row each), so
+        those are synced too (``backfill``)."""
+        if self.disjunctions and isinstance(getattr(relation.related_model, "cdms", None), Mapping):
+            self.backfill.append((relation.field.name, relation.related_model))
         read = self.related_rows(relation, alias, [lookup])
         if read is None or negations % 2:
             return self.relax(f"'{self.path(lookup)}' (across a relation)", negations)
@@ -115,8 +118,8 @@ class RelationConditions:
         ):
             self.backfill.append((relation.field.name, related))
             return None
-        queryset = queryset_of(related, [(lookup, alias) for lookup in lookups])
-        self.related.append(RelatedRead(queryset, relation.field.name))
+        query = query_of(related, [(lookup, alias) for lookup in lookups])
+        self.related.append(RelatedRead(query, relation.field.name))
         return self.related[-1]
 
     def in_subquery(self, left: Operand, query: Query) -> odata.Node:
@@ -125,15 +128,12 @@ class RelationConditions:
         model = query.model
         if not isinstance(getattr(model, "cdms", None), Mapping):
             raise Unsupported(f"a subquery of {model.__name__}, which is not synced")
-        from .manager import CDMSQuerySet
-
-        queryset = CDMSQuerySet(model)
-        queryset.query = query.chain()
-        queryset.query.subquery = False
-        queryset.query.clear_select_fields()
-        queryset.query.default_cols = True
+        rows = query.chain()
+        rows.subquery = False
+        rows.clear_select_fields()
+        rows.default_cols = True
         link, gives = selected_keys(query)
-        read = RelatedRead(queryset, link)
+        read = RelatedRead(rows, link)
         self.related.append(read)
         holds = left.mapping.target if left.kind == "field" else left.field.model
         if (left.kind == "field" and not left.mapping.is_lookup) or gives is not holds:
@@ -193,7 +193,7 @@ class RelationConditions:
         """Sync first the rows of another model that ``lookups`` (on ``alias``) select."""
         model = next(columns(lookups[0])).target.model
         if isinstance(getattr(model, "cdms", None), Mapping):
-            self.related.append(RelatedRead(queryset_of(model, [(x, alias) for x in lookups])))
+            self.related.append(RelatedRead(query_of(model, [(x, alias) for x in lookups])))
 
 
 def columns(expression: Any):
@@ -237,13 +237,30 @@ def exists_of(node: Any) -> Exists | None:
     return None
 
 
-def queryset_of(model: type[models.Model], lookups: list[tuple[Any, str]]) -> models.QuerySet:
-    """A syncing queryset of ``model`` with ``lookups`` (each on the alias given, in another
-    query) as its conditions."""
-    from .manager import CDMSQuerySet
-
-    queryset = CDMSQuerySet(model)
-    base = queryset.query.get_initial_alias()
+def query_of(model: type[models.Model], lookups: list[tuple[Any, str]]) -> Query:
+    """A query of ``model`` with ``lookups`` (each on the alias given, in another query) as
+    its conditions."""
+    query = Query(model)
+    base = query.get_initial_alias()
     for lookup, alias in lookups:
-        queryset.query.where.add(lookup.relabeled_clone({alias: base}), AND)
-    return queryset
+        query.where.add(lookup.relabeled_clone({alias: base}), AND)
+    return query
+
+
+def reverse_joins(query: Query) -> list[tuple[str, type[models.Model]]]:
+    """The one-to-many relations the query reads (in annotations, values, ordering) beyond
+    its conditions, as (foreign key on the related model, related model)."""
+    conditioned = {col.alias for col in columns(query.where)}
+    found = []
+    for alias, join in query.alias_map.items():
+        relation = getattr(join, "join_field", None)
+        if (
+            isinstance(relation, ManyToOneRel)
+            and join.parent_alias == query.base_table
+            and query.alias_refcount.get(alias)
+            and alias not in conditioned
+            and isinstance(getattr(relation.related_model, "cdms", None), Mapping)
+            and relation.related_model.cdms.get(relation.field.name) is not None
+        ):
+            found.append((relation.field.name, relation.related_model))
+    return found

@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from django.db import models
 from django.db.models import lookups as django_lookups
@@ -37,8 +38,10 @@ from django.db.models.sql.where import NothingNode, WhereNode
 from django.utils import timezone
 
 from cdms_api import odata
+from cdms_api.client import MAX_URL_LENGTH
 from cdms_api.errors import CDMSNotSupported
 
+from .folding import folded, folding_differs
 from .operands import (
     Operand,
     Unsupported,
@@ -48,10 +51,13 @@ from .operands import (
     field_map,
     mapping_of,
 )
-from .relations import RelatedRead, RelationConditions, exists_of
+from .relations import RelatedRead, RelationConditions, exists_of, reverse_joins
 
 COMPARISONS = {"exact": "eq", "iexact": "eq", "gt": "gt", "gte": "ge", "lt": "lt", "lte": "le"}
 MAX_NAVIGATED_IN = 50
+#: The longest condition sent (percent-encoded): a quarter of the URL limit, so that a filter
+#: of a few of them still fits. A longer one is relaxed; a longer In list is split instead.
+LEAF_LIMIT = MAX_URL_LENGTH // 4
 STRING_MATCHES = {
     "contains": "contains",
     "icontains": "contains",
@@ -64,12 +70,14 @@ STRING_MATCHES = {
 
 @dataclass(frozen=True)
 class RemotePlan:
-    """The remote read for a queryset. ``filter`` is ``odata.TRUE`` for no ``$filter`` and
+    """The remote reads for a query. ``filter`` is ``odata.TRUE`` for no ``$filter`` and
     ``odata.FALSE`` when nothing can match (no request at all). ``keys`` is set when the filter
-    is exactly a set of remote keys: a key the remote does not return was deleted. ``related``
-    are read first; ``backfill`` (foreign key, model) are the related rows of every record
-    read, synced after the main read: what a condition on the existence or the number of
-    related rows needs."""
+    is exactly a set of remote keys: a key a complete read does not return was deleted.
+    ``refresh`` is the tree of foreign keys the local query reads through (``$expand`` brings
+    their records along, ``expand``). ``related`` are read first; ``backfill`` (foreign key,
+    model) are the related rows of every record read, synced after the main read: what a
+    condition on the existence or the number of related rows needs, and what the query shows
+    of them."""
 
     filter: odata.Node
     orderby: list[str] = field(default_factory=list)
@@ -78,24 +86,38 @@ class RemotePlan:
     keys: frozenset[str] | None = None
     related: list[RelatedRead] = field(default_factory=list)
     backfill: list[tuple[str, type[models.Model]]] = field(default_factory=list)
+    refresh: dict[str, dict] = field(default_factory=dict)
+    expand: list[str] = field(default_factory=list)
 
 
 class Translator(RelationConditions):
-    def __init__(self, queryset: models.QuerySet):
-        self.query = queryset.query
-        self.model = queryset.model
+    def __init__(self, query: Query):
+        self.query = query
+        self.model = query.model
         self.relaxed: list[str] = []
         self.related: list[RelatedRead] = []
         self.backfill: list[tuple[str, type[models.Model]]] = []
         self.exact = True  # the remote filter selects the true matches, no more
+        self.disjunctions = 0  # how many ORs (after De Morgan) the walk is inside
+        self.folds = folding_differs(query.model)
 
     def translate(self) -> RemotePlan:
         where = self.query.where
         node = self.walk(where, negations=0) if where.children else odata.TRUE
         orderby, top = self.ordering()
         keys = self.key_set(node)
+        refresh = forward_joins(self.query)
+        backfill = list(dict.fromkeys([*self.backfill, *reverse_joins(self.query)]))
         return RemotePlan(
-            node, orderby, top, self.relaxed, keys, related=self.related, backfill=self.backfill
+            node,
+            orderby,
+            top,
+            self.relaxed,
+            keys,
+            related=self.related,
+            backfill=backfill,
+            refresh=refresh,
+            expand=expand_of(self.model, refresh),
         )
 
     # the walk ---------------------------------------------------------------------------------
@@ -104,7 +126,10 @@ class Translator(RelationConditions):
             depth = negations + node.negated
             if node.connector not in ("AND", "OR"):
                 return self.relax(f"a {node.connector} condition", depth)
+            disjunction = (node.connector == "OR") != (depth % 2 == 1)
+            self.disjunctions += disjunction
             children = [self.walk(child, depth) for child in node.children]
+            self.disjunctions -= disjunction
             combined = odata.and_(*children) if node.connector == "AND" else odata.or_(*children)
             return odata.not_(combined) if node.negated else combined
         if isinstance(node, NothingNode):
@@ -154,6 +179,8 @@ class Translator(RelationConditions):
         if renderer is None:
             raise Unsupported(f"'{lookup.lookup_name}' has no Dataverse form")
         node = renderer(self, lookup, negated)
+        if too_long(node, negated):
+            raise Unsupported(f"a value too long for the remote's URL limit ({LEAF_LIMIT})")
         base = base_column(lookup.lhs)
         if isinstance(base, Col) and isinstance(base.target, models.CharField | models.TextField):
             self.exact = False  # Dataverse compares text case-insensitively: a superset
@@ -233,6 +260,39 @@ class Translator(RelationConditions):
         return None
 
 
+def forward_joins(query: Query) -> dict[str, dict]:
+    """The foreign keys the query joins through from its model, as a tree ``{name: {...}}``
+    (``parent__parent__name`` -> ``{"parent": {"parent": {}}}``), and those it selects
+    related (``select_related``): the local query reads the related rows too, so a read
+    refreshes them along with the records."""
+    trees: dict[str, dict] = {query.base_table: {}} if query.base_table else {}
+    for alias, join in query.alias_map.items():  # a join comes after the one it starts from
+        forward = isinstance(join, Join) and isinstance(join.join_field, models.ForeignKey)
+        used = query.alias_refcount.get(alias)  # not a join trimmed away (organisation__in)
+        if forward and used and join.parent_alias in trees:
+            trees[alias] = trees[join.parent_alias].setdefault(join.join_field.name, {})
+    tree = trees.get(query.base_table, {})
+    if isinstance(query.select_related, dict):
+        _merge(tree, query.select_related)
+    return tree
+
+
+def _merge(tree: dict, more: dict) -> None:
+    for name, subtree in more.items():
+        _merge(tree.setdefault(name, {}), subtree)
+
+
+def expand_of(model: type[models.Model], refresh: dict) -> list[str]:
+    """``$expand`` for the foreign keys in ``refresh``: the related records come with the
+    records read, to be refreshed with them."""
+    items = []
+    for name in refresh:
+        fm = mapping_of(model).get(name)
+        if fm is not None and fm.is_lookup:
+            items.append(f"{fm.navigation}($select={','.join(fm.target.cdms.select)})")
+    return items
+
+
 # renderers: one small function per lookup ------------------------------------------------------
 Renderer = Callable[[Translator, django_lookups.Lookup, bool], odata.Node]
 RENDERERS: dict[Any, Renderer] = {}
@@ -272,10 +332,19 @@ def compare(t: Translator, lookup, negated: bool) -> odata.Node:
         if op == "eq":
             return odata.FALSE
         raise Unsupported(f"ordering {left.field.name} by a local-only row")
-    if values[0] is None:
+    value = values[0]
+    if value is None:
         node = odata.Prop(left.path).is_null() if op == "eq" else odata.FALSE
         return empty_text(left) if left.is_text and lookup.rhs == "" else node
-    return odata.Compare(left.path, op, values[0])
+    if side := left.beyond_range(value):  # no remote value lies beyond its type's range
+        below_all = (side > 0) == (op in ("lt", "le"))
+        return odata.Prop(left.path).ne(None) if below_all else odata.FALSE
+    if lookup.lookup_name == "iexact" and t.folds and folded(value) != value:
+        prop = odata.Prop(left.path)
+        return prop.startswith(folded(value), pattern=True) & prop.endswith(
+            folded(value), pattern=True
+        )
+    return odata.Compare(left.path, op, value)
 
 
 @renders(*STRING_MATCHES)
@@ -289,7 +358,10 @@ def string_match(t: Translator, lookup, negated: bool) -> odata.Node:
         if left.navigated:
             raise Unsupported(f"an empty text match on {left.field.name} across a relation")
         return odata.TRUE
-    return odata.StringMatch(left.path, STRING_MATCHES[lookup.lookup_name], lookup.rhs)
+    kind = STRING_MATCHES[lookup.lookup_name]
+    if lookup.lookup_name.startswith("i") and t.folds:
+        return odata.StringMatch(left.path, kind, folded(lookup.rhs), pattern=True)
+    return odata.StringMatch(left.path, kind, lookup.rhs)
 
 
 @renders("in")
@@ -301,7 +373,11 @@ def membership(t: Translator, lookup, negated: bool) -> odata.Node:
         raise Unsupported(f"a negated text match on {left.field.name}")
     if not lookup.rhs_is_direct_value():
         raise Unsupported(f"{left.field.name}__in a subquery")
-    values = [v for v in left.remote_values(list(lookup.rhs)) if v is not None]
+    values = [
+        v
+        for v in left.remote_values(list(lookup.rhs))
+        if v is not None and not left.beyond_range(v)
+    ]
     if left.is_text and "" in lookup.rhs:
         return empty_text(left) | membership_of(left, [v for v in values if v != ""])
     return membership_of(left, values)
@@ -325,7 +401,14 @@ def between(t: Translator, lookup, negated: bool) -> odata.Node:
     if not lookup.rhs_is_direct_value():
         raise Unsupported(f"a range on {left.field.name} with expressions")
     low, high = left.remote_values(list(lookup.rhs))
-    return odata.Prop(left.path).ge(low) & odata.Prop(left.path).le(high)
+    if left.beyond_range(low) > 0 or left.beyond_range(high) < 0:
+        return odata.FALSE
+    prop = odata.Prop(left.path)
+    bounds = [
+        *([] if left.beyond_range(low) else [prop.ge(low)]),
+        *([] if left.beyond_range(high) else [prop.le(high)]),
+    ]
+    return odata.and_(*bounds) if bounds else prop.ne(None)
 
 
 @renders("isnull")
@@ -340,23 +423,40 @@ def is_null(t: Translator, lookup, negated: bool) -> odata.Node:
     return odata.Prop(left.path).is_null(bool(lookup.rhs))
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=timezone.get_current_timezone())
+def _day_start(day: dt.date) -> dt.datetime | None:
+    """The first instant of a day in the current time zone, in UTC; None past the last
+    instant a datetime can hold, and the first one before the first."""
+    moment = dt.datetime.combine(day, dt.time(), tzinfo=timezone.get_current_timezone())
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        return None if day.year > 1 else dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
-def _span(t: Translator, lookup, start: Any, end: Any) -> odata.Node:
-    """A year or a day as the half-open range [start, end) of the column, compared as the
-    lookup asks, as Django's own year lookups do."""
+def _next(day: dt.date, **step: int) -> dt.date | None:
+    """The day after (``days=1``) or the new year after (``years=1``); None past 9999."""
+    if day.year == dt.MAXYEAR and (step.get("years") or (day.month, day.day) == (12, 31)):
+        return None
+    if step.get("years"):
+        return dt.date(day.year + 1, 1, 1)
+    return day + dt.timedelta(days=1)
+
+
+def _span(t: Translator, lookup, start: Any, end: Any | None) -> odata.Node:
+    """A year or a day as the half-open range [start, end) of the column (``end`` None: no
+    end, the span reaches the last date there is), compared as the lookup asks, as Django's
+    own year lookups do."""
     left = t.operand(base_column(lookup.lhs))
     if not left.is_plain:
         raise Unsupported(f"a date part of {left.field.name}")
     prop = odata.Prop(left.path)
+    before_end = prop.ne(None) if end is None else prop.lt(end)
     return {
-        "exact": prop.ge(start) & prop.lt(end),
-        "gt": prop.ge(end),
+        "exact": prop.ge(start) & before_end,
+        "gt": odata.FALSE if end is None else prop.ge(end),
         "gte": prop.ge(start),
         "lt": prop.lt(start),
-        "lte": prop.lt(end),
+        "lte": before_end,
     }[lookup.lookup_name]
 
 
@@ -370,12 +470,11 @@ def _span(t: Translator, lookup, start: Any, end: Any) -> odata.Node:
 def year(t: Translator, lookup, negated: bool) -> odata.Node:
     if not lookup.rhs_is_direct_value():
         raise Unsupported("a year compared with an expression")
-    number = int(lookup.rhs)
+    first = dt.date(int(lookup.rhs), 1, 1)  # as Django, a year beyond 1..9999 is a ValueError
+    after = _next(first, years=1)
     if isinstance(base_column(lookup.lhs).target, models.DateTimeField):
-        start, end = _day_start(dt.date(number, 1, 1)), _day_start(dt.date(number + 1, 1, 1))
-    else:
-        start, end = dt.date(number, 1, 1), dt.date(number + 1, 1, 1)
-    return _span(t, lookup, start, end)
+        return _span(t, lookup, _day_start(first), after and _day_start(after))
+    return _span(t, lookup, first, after)
 
 
 def date_of_datetime(t: Translator, lookup, negated: bool) -> odata.Node:
@@ -383,8 +482,25 @@ def date_of_datetime(t: Translator, lookup, negated: bool) -> odata.Node:
     if lookup.lookup_name not in COMPARISONS or not lookup.rhs_is_direct_value():
         raise Unsupported(f"'{lookup.lookup_name}' on the date of a date-time")
     day = lookup.rhs
-    return _span(t, lookup, _day_start(day), _day_start(day + dt.timedelta(days=1)))
+    after = _next(day, days=1)
+    return _span(t, lookup, _day_start(day), after and _day_start(after))
 
 
-def translate(queryset: models.QuerySet) -> RemotePlan:
-    return Translator(queryset).translate()
+def too_long(node: odata.Node, negated: bool) -> bool:
+    """A condition that can never fit in a request: longer than ``LEAF_LIMIT`` once encoded,
+    unless it is an ``In`` list the client can split over several requests (not negated, and
+    each of its values short enough)."""
+    if isinstance(node, odata.Constant):
+        return False
+    if not negated and isinstance(node, odata.QueryFunction) and node.name == "In":
+        return any(_encoded_length(value) > LEAF_LIMIT for value in node.quoted_values())
+    return _encoded_length(odata.render(node)) > LEAF_LIMIT
+
+
+def _encoded_length(text: str) -> int:
+    return len(quote(text, safe=""))
+
+
+def translate(query: Query) -> RemotePlan:
+    """The remote plan for a query (read from a copy: the query is left as it was)."""
+    return Translator(query.chain()).translate()

@@ -1,5 +1,9 @@
 """Remote writes of single model instances: create, update of the changed fields with the
-ETag the instance was loaded with, delete. The caller holds the local transaction."""
+ETag the instance was loaded with, delete. The caller holds the local transaction.
+
+After a write the local row and the instance hold what the CRM stored, as the write's answer
+shows it (the CRM rounds decimals to its scale, keeps whole seconds, reads a date as it
+understood it): a later read, seeing the same ETag, would never correct them."""
 
 from __future__ import annotations
 
@@ -7,13 +11,13 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import simplejson
-from dateutil.parser import isoparse
 
-from cdms_api.errors import CDMSError, NotFound, PreconditionFailed
+from cdms_api.errors import CDMSError, DuplicateKey, NotFound, PreconditionFailed
 from cdms_api.keys import bind
 from cdms_api.session import dumps
 
-from . import remote
+from . import local, remote
+from .loader import key_of, record_values
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -33,40 +37,51 @@ def snapshot(instance: CDMSModel) -> dict[str, Any]:
 def push(instance: CDMSModel, create: bool, update_fields: Any = None) -> None:
     """Create the record, or send the fields changed since the instance was loaded (or
     ``update_fields``) with ``If-Match`` on its ETag; nothing when nothing changed."""
-    mapping = instance.cdms
-    client = remote.client()
-    loaded = getattr(instance, "_cdms_loaded", None)
     if create:
-        record = client.create(mapping.entity_set, payload(instance), key=instance.cdms_pk)
-    else:
-        names = None
-        if update_fields is not None:
-            names = {instance._meta.get_field(n).attname for n in update_fields}
-        elif loaded is not None:
-            names = {k for k, v in snapshot(instance).items() if k not in loaded or loaded[k] != v}
-        else:
-            names = set(snapshot(instance))
-        data = payload(instance, names)
-        if not data:
-            return
-        try:
-            record = client.update(
-                mapping.entity_set, instance.cdms_pk, data, etag=instance.cdms_etag or None
-            )
-        except CDMSError as error:
-            # A 412, or an answer lost (the PATCH may have been applied): read the record.
-            if not (error.ambiguous or isinstance(error, PreconditionFailed)):
-                raise
-            try:
-                settled = settle_update(instance, names)
-            except CDMSError:
-                raise error from None
-            if not settled:
-                raise
-            return
-        remember(instance, record, names)
+        adopt(instance, _create(instance))
         return
-    remember(instance, record)
+    loaded = getattr(instance, "_cdms_loaded", None)
+    if update_fields is not None:
+        names = {instance._meta.get_field(n).attname for n in update_fields}
+    elif loaded is not None:
+        names = {k for k, v in snapshot(instance).items() if k not in loaded or loaded[k] != v}
+    else:
+        names = set(snapshot(instance))
+    data = payload(instance, names)
+    if not data:
+        return
+    mapping = instance.cdms
+    try:
+        record = remote.client().update(
+            mapping.entity_set, instance.cdms_pk, data, etag=instance.cdms_etag or None
+        )
+    except CDMSError as error:
+        # A 412, or an answer lost (the PATCH may have been applied): read the record.
+        if not (error.ambiguous or isinstance(error, PreconditionFailed)):
+            raise
+        try:
+            settled = settle_update(instance, names)
+        except CDMSError:
+            raise error from None
+        if not settled:
+            raise
+        return
+    adopt(instance, record, names)
+
+
+def _create(instance: CDMSModel) -> dict[str, Any]:
+    """POST the record with the instance's key. The key was made for this instance when it
+    was first saved, so a record that already has it is the one an earlier attempt created
+    (its answer lost): a retried save adopts it, sending the values again as an update."""
+    mapping, client = instance.cdms, remote.client()
+    body = payload(instance)
+    try:
+        return client.create(mapping.entity_set, body, key=instance.cdms_pk)
+    except DuplicateKey as duplicate:
+        try:
+            return client.update(mapping.entity_set, instance.cdms_pk, body)
+        except NotFound:  # another key of the record is the duplicate (an alternate key)
+            raise duplicate from None
 
 
 def settle_update(instance: CDMSModel, names: set[str]) -> bool:
@@ -75,10 +90,8 @@ def settle_update(instance: CDMSModel, names: set[str]) -> bool:
 
     The client repeats a PATCH whose answer was lost; when the first attempt was applied, the
     repeat fails on the ETag that attempt changed (412). Whoever wrote it, a record that holds
-    every value sent is the outcome the save wanted: its other fields are brought in locally
-    and the save succeeds. Otherwise the failure stands (False)."""
-    from .sync import apply
-
+    every value sent is the outcome the save wanted: the save succeeds, with the record's
+    other fields brought in. Otherwise the failure stands (False)."""
     mapping = instance.cdms
     record = remote.client().get(mapping.entity_set, instance.cdms_pk, select=mapping.select)
     for fm in mapping.fields:
@@ -91,25 +104,27 @@ def settle_update(instance: CDMSModel, names: set[str]) -> bool:
                 return False
         elif _as_sent(fm, value) != fm.to_python(record.get(fm.remote)):
             return False
-    apply(type(instance), [record])
-    # The row now holds the record. The instance takes its values, except where it holds a
-    # change of its own that this save did not send (update_fields): that stays a change.
-    loaded, current = getattr(instance, "_cdms_loaded", {}), snapshot(instance)
-    row = (
-        type(instance)
-        ._base_manager.filter(pk=instance.pk)
-        .values("cdms_etag", "cdms_modified", "modified", *current)
-        .get()
-    )
-    for attname in ("cdms_etag", "cdms_modified", "modified", *current):
-        if attname in names or attname not in current or loaded.get(attname) == current[attname]:
-            setattr(instance, attname, row[attname])
-    instance._cdms_loaded = {**loaded, **{attname: row[attname] for attname in current}}
+    adopt(instance, record, names)
     return True
 
 
+def adopt(instance: CDMSModel, record: dict[str, Any], names: set[str] | None = None) -> None:
+    """Store the record a write returned in the instance's local row, and give the instance
+    its values, except where it holds a change of its own that the write did not send
+    (``update_fields``): that stays a change for the next save. ``names`` (attnames) are the
+    fields sent; all when None."""
+    values = record_values(type(instance), record)
+    local.rows(type(instance)).filter(pk=instance.pk).update(cdms_pk=instance.cdms_pk, **values)
+    loaded, current = getattr(instance, "_cdms_loaded", {}), snapshot(instance)
+    for attname, value in values.items():
+        sent = names is None or attname in names
+        if sent or attname not in current or loaded.get(attname) == current[attname]:
+            setattr(instance, attname, value)
+    instance._cdms_loaded = {**loaded, **{k: v for k, v in values.items() if k in current}}
+
+
 def _key(value: Any) -> str | None:
-    return None if value is None else str(value).lower()
+    return None if value is None else key_of(value)
 
 
 def _as_sent(fm, value: Any) -> Any:
@@ -148,7 +163,7 @@ def related_key(instance: CDMSModel, fm, local_id: Any):
     key = (
         cached.cdms_pk
         if cached is not None and cached.pk == local_id
-        else (fm.target._base_manager.filter(pk=local_id).values_list("cdms_pk", flat=True).first())
+        else (local.rows(fm.target).filter(pk=local_id).values_list("cdms_pk", flat=True).first())
     )
     if key is None:
         raise CDMSError(
@@ -156,21 +171,3 @@ def related_key(instance: CDMSModel, fm, local_id: Any):
             "exist in the remote CRM (saved with skip_cdms?)"
         )
     return key
-
-
-def remember(instance: CDMSModel, record: dict[str, Any], names: set[str] | None = None) -> None:
-    """Keep the remote ETag and ``modifiedon`` the write produced, locally only; note the
-    fields written (``names``, by attname; all if None) as loaded."""
-    instance.cdms_etag = record.get("@odata.etag", "")
-    modified = record.get("modifiedon")
-    instance.cdms_modified = isoparse(modified) if modified else None
-    type(instance)._base_manager.filter(pk=instance.pk).update(
-        cdms_pk=instance.cdms_pk,
-        cdms_etag=instance.cdms_etag,
-        cdms_modified=instance.cdms_modified,
-    )
-    written = snapshot(instance)
-    if names is not None:
-        loaded = getattr(instance, "_cdms_loaded", {})
-        written = {**loaded, **{k: v for k, v in written.items() if k in names}}
-    instance._cdms_loaded = written

@@ -55,14 +55,15 @@ FILTERS = [
     (lambda: orgs.filter(employees=None), "numberofemployees eq null"),
     (lambda: orgs.filter(name="Acme Widgets"), "name eq 'Acme Widgets'"),
     (lambda: orgs.filter(name="O'Brien & Sons"), "name eq 'O''Brien & Sons'"),
-    (lambda: orgs.filter(name__iexact="acme widgets"), "name eq 'acme widgets'"),
+    # (values whose letters fold alike everywhere: see test_case_folding_of_the_local_database)
+    (lambda: orgs.filter(name__iexact="acme group"), "name eq 'acme group'"),
     (lambda: orgs.filter(name__contains="Acme"), "contains(name,'Acme')"),
     (lambda: orgs.filter(name__icontains="acme"), "contains(name,'acme')"),
     (lambda: orgs.filter(name__contains="a_b[c]"), "contains(name,'a[_]b[[]c]')"),
     (lambda: orgs.filter(name__startswith="100%"), "startswith(name,'100[%]')"),
     (lambda: orgs.filter(name__istartswith="acme"), "startswith(name,'acme')"),
     (lambda: orgs.filter(name__endswith="Labs"), "endswith(name,'Labs')"),
-    (lambda: orgs.filter(name__iendswith="labs"), "endswith(name,'labs')"),
+    (lambda: orgs.filter(name__iendswith="lab"), "endswith(name,'lab')"),
     (
         lambda: orgs.filter(employees__in=[12, 23]),
         "Microsoft.Dynamics.CRM.In(PropertyName='numberofemployees',PropertyValues=['12','23'])",

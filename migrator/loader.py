@@ -1,0 +1,217 @@
+"""The loader: remote records written into the local table, one bulk write per page.
+
+Reads (the sync engine) and writes (the record a create or an update returns) both store
+records here, so that a local row always holds what the CRM stored, converted once, the same
+way. Records whose ETag is the one stored are skipped; the related rows their lookups point
+at are written first (read by key when missing locally, or taken from ``$expand``)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from dateutil.parser import isoparse
+from django.db import models, transaction
+from django.utils import timezone
+
+from cdms_api import odata
+
+from . import local, remote
+from .mapping import FieldMap, Mapping
+
+if TYPE_CHECKING:
+    from .models import CDMSModel
+
+logger = logging.getLogger("migrator")
+FOREIGN_KEY_DEPTH = 3
+
+
+class RemoteNullWarning(UserWarning):
+    """A record holds null in a property mapped to a field that cannot hold it (``null=False``
+    and no default): the record is not stored locally. ``manage.py check`` warns of such
+    fields (``migrator.W001``)."""
+
+
+def load(
+    model: type[CDMSModel], records: list[dict], depth: int = 0, refresh: dict | None = None
+) -> set[str]:
+    """Write a page of remote records locally in one bulk write: create the new, update the
+    changed, skip those whose ETag is the one stored. Returns the keys of the records (all
+    present remotely, whether or not they needed a write). The related rows of the lookups
+    named in ``refresh`` (a tree, see ``translator.forward_joins``) are read again too, not
+    only when missing locally."""
+    mapping = model.cdms
+    keys = [key_of(r[mapping.key]) for r in records]
+    related = _related_ids(model, records, depth, refresh or {})  # may write some records first
+    existing = {str(row.cdms_pk): row for row in local.rows(model).filter(cdms_pk__in=keys)}
+    now = timezone.now()
+    new, changed = [], []
+    for record, key in zip(records, keys, strict=True):
+        row = existing.get(key)
+        if row is not None and row.cdms_etag == record.get("@odata.etag"):
+            continue
+        values, unheld = values_of(mapping, record, related)
+        if unheld:
+            _warn_null(mapping, unheld[0], record, "the record is not stored locally")
+            continue
+        if row is None:
+            new.append(model(cdms_pk=key, **values))
+        else:
+            for attname, value in values.items():
+                setattr(row, attname, value)
+            row.modified = now
+            changed.append(row)
+    if new or changed:
+        fields = [
+            "cdms_etag",
+            "cdms_modified",
+            "modified",
+            *(fm.field.attname for fm in mapping.fields),
+        ]
+        with transaction.atomic():
+            # another process may have brought the same record in meanwhile: its row is updated
+            local.rows(model).bulk_create(
+                new,
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=["cdms_pk"],
+                update_fields=fields,
+            )
+            local.rows(model).bulk_update(changed, fields, batch_size=500)
+            _link_within(model, records, [*new, *changed])
+    return set(keys)
+
+
+def values_of(
+    mapping: Mapping, record: dict, related: dict
+) -> tuple[dict[str, Any], list[FieldMap]]:
+    """The local values of a record: bookkeeping and mapped fields, lookups as local ids; and
+    the fields that cannot hold what the record has (a null where the field is ``null=False``
+    with no default), left out of the values."""
+    values = {
+        "cdms_etag": record.get("@odata.etag", ""),
+        "cdms_modified": _modifiedon(record.get("modifiedon")),
+    }
+    unheld = []
+    for fm in mapping.fields:
+        raw = record.get(fm.remote)
+        if fm.is_lookup:
+            values[fm.field.attname] = related[fm.field.name].get(key_of(raw)) if raw else None
+            if raw and values[fm.field.attname] is None:
+                values["cdms_etag"] = ""  # a lookup not resolved yet: the next read redoes it
+            continue
+        value = fm.to_python(raw)
+        if value is None and not fm.field.null:
+            if not fm.field.has_default():
+                unheld.append(fm)
+                continue
+            value = fm.field.get_default()
+        values[fm.field.attname] = value
+    return values, unheld
+
+
+def record_values(model: type[CDMSModel], record: dict) -> dict[str, Any]:
+    """The local values of one record (the answer to a write), its lookups resolved; a field
+    that cannot hold the record's null keeps its local value (with a warning)."""
+    values, unheld = values_of(model.cdms, record, _related_ids(model, [record], 0, {}))
+    for fm in unheld:
+        _warn_null(model.cdms, fm, record, "the field keeps its local value")
+    return values
+
+
+def _warn_null(mapping: Mapping, fm: FieldMap, record: dict, outcome: str) -> None:
+    message = (
+        f"{mapping.entity_set}({record.get(mapping.key)}) has null in '{fm.remote}', which "
+        f"{mapping.model.__name__}.{fm.field.name} (null=False, no default) cannot hold: "
+        f"{outcome}. Give the field null=True or a default (manage.py check: migrator.W001)."
+    )
+    logger.warning(message)
+    warnings.warn(message, RemoteNullWarning, stacklevel=2)
+
+
+def key_of(value: Any) -> str:
+    """A remote key in one spelling (lower case), however the remote wrote it."""
+    return str(uuid.UUID(str(value)))
+
+
+def _modifiedon(value: str | None):
+    return isoparse(value) if value else None
+
+
+def _link_within(model: type[CDMSModel], records: list[dict], rows: list) -> None:
+    """Lookups from a model to itself whose target came in the same page (a parent and its
+    subsidiary read together): set once both rows exist, in one more bulk write."""
+    lookups = [fm for fm in model.cdms.fields if fm.is_lookup and fm.target is model]
+    if not lookups or not rows:
+        return
+    by_key = {key_of(r[model.cdms.key]): r for r in records}
+    wanted = {
+        key_of(by_key[str(row.cdms_pk)][fm.remote])
+        for row in rows
+        for fm in lookups
+        if by_key[str(row.cdms_pk)].get(fm.remote)
+    }
+    ids = _local_ids(model, wanted)
+    every_lookup = [fm for fm in model.cdms.fields if fm.is_lookup]
+    linked = []
+    for row in rows:
+        record = by_key[str(row.cdms_pk)]
+        found = [ids.get(key_of(record[fm.remote])) for fm in lookups if record.get(fm.remote)]
+        if not any(found):
+            continue
+        for fm in lookups:
+            if record.get(fm.remote):
+                setattr(row, fm.field.attname, ids.get(key_of(record[fm.remote])))
+        if all(
+            getattr(row, fm.field.attname) is not None or not record.get(fm.remote)
+            for fm in every_lookup
+        ):
+            row.cdms_etag = record.get("@odata.etag", "")  # resolved after all
+        linked.append(row)
+    if linked:
+        fields = ["cdms_etag", *(fm.field.attname for fm in lookups)]
+        local.rows(model).bulk_update(linked, fields)
+
+
+def _local_ids(model: type[models.Model], keys: set[str]) -> dict[str, Any]:
+    """Remote key -> local id, for the rows of ``keys`` stored locally."""
+    pairs = local.rows(model).filter(cdms_pk__in=keys).values_list("cdms_pk", "pk")
+    return {str(key): pk for key, pk in pairs}
+
+
+def _related_ids(
+    model: type[CDMSModel], records: list[dict], depth: int, refresh: dict
+) -> dict[str, dict]:
+    """For each lookup, remote key -> local id of the related row. Related records missing
+    locally are read in one request per lookup and written first; those in ``refresh`` are
+    written first in any case, from the records' ``$expand`` when they came with it."""
+    result = {}
+    for fm in model.cdms.fields:
+        if not fm.is_lookup:
+            continue
+        target = fm.target
+        wanted = {key_of(r[fm.remote]) for r in records if r.get(fm.remote)}
+        refreshed = fm.field.name in refresh
+        if refreshed and all(fm.navigation in r for r in records):
+            # they came with the records ($expand): written first, no request of their own
+            expanded = {key_of(e[target.cdms.key]): e for r in records if (e := r[fm.navigation])}
+            load(target, list(expanded.values()), depth + 1, refresh[fm.field.name])
+            refreshed = False
+        known = _local_ids(target, wanted)
+        missing = set(wanted) if refreshed else wanted - set(known)
+        if target is model:
+            missing -= {key_of(r[model.cdms.key]) for r in records}  # written in this same page
+        if missing and depth < FOREIGN_KEY_DEPTH:
+            fetched = list(
+                remote.client().iter(
+                    target.cdms.entity_set,
+                    filter=odata.Prop(target.cdms.key).isin(sorted(missing)),
+                    select=target.cdms.select,
+                )
+            )
+            load(target, fetched, depth + 1, refresh.get(fm.field.name))
+            known.update(_local_ids(target, missing))
+        result[fm.field.name] = known
+    return result

@@ -1,0 +1,57 @@
+"""``CDMSQuery``: ``django.db.models.sql.query.Query`` with the one sync point of the project.
+
+Every Django read ends in the SQL compiler, whichever method, manager, related descriptor,
+prefetch or async variant starts it: ``execute_sql`` for rows, ``has_results`` for
+``exists()``, and ``get_aggregation`` for ``count()`` and ``aggregate()`` (which may compile
+the query as a subquery of another and never execute it on its own). So the query carries
+the sync flag, and its select compiler brings the rows the query can return up to date with
+the remote just before it runs. Writes (``UpdateQuery``, ``DeleteQuery``, ``InsertQuery``) are
+other classes and never sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.query import Query
+
+from .local import syncs
+from .sync import refresh
+
+
+class CDMSQuery(Query):
+    """A query of a synced model. ``cdms_sync`` False makes it purely local (``skip_cdms()``);
+    clones keep the flag."""
+
+    cdms_sync = True
+
+    def get_compiler(self, using=None, connection=None, elide_empty=True) -> SQLCompiler:
+        compiler = super().get_compiler(using, connection, elide_empty)
+        if type(compiler) in _SYNCING:
+            compiler.__class__ = _SYNCING[type(compiler)]
+        elif self.compiler == "SQLCompiler":
+            compiler.__class__ = _SYNCING[type(compiler)] = _syncing_compiler(type(compiler))
+        return compiler
+
+    def get_aggregation(self, using: str, aggregate_exprs: dict[str, Any]) -> dict[str, Any]:
+        """``count()`` and ``aggregate()``: sync what the query could count, then aggregate
+        locally (the query may run as a subquery of Django's ``AggregateQuery``)."""
+        if syncs(self) and aggregate_exprs:
+            refresh(self)
+            self.cdms_sync = False  # a throwaway clone: the aggregation itself runs locally
+        return super().get_aggregation(using, aggregate_exprs)
+
+
+_SYNCING: dict[type[SQLCompiler], type[SQLCompiler]] = {}
+
+
+def _syncing_compiler(base: type[SQLCompiler]) -> type[SQLCompiler]:
+    """The database backend's select compiler, syncing before it executes."""
+
+    def execute_sql(self, *args: Any, **kwargs: Any) -> Any:
+        if syncs(self.query) and not self.query.explain_info:
+            refresh(self.query)
+        return base.execute_sql(self, *args, **kwargs)
+
+    return type(f"Syncing{base.__name__}", (base,), {"execute_sql": execute_sql})
