@@ -1,6 +1,10 @@
 import pytest
 
+from cdms_api.client import CDMSClient
+from core.models import Contact, Organisation
 from migrator import remote
+from tests.migrator.crm import CRM, names
+from tests.seeded import ALL, PEOPLE
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +22,22 @@ def cdms_remote(cdms_simulator, settings, db):
     remote.reset()
     yield cdms_simulator
     remote.reset()
+
+
+@pytest.fixture
+def crm(cdms_simulator):
+    client = CDMSClient(
+        cdms_simulator.base_url,
+        token_url=cdms_simulator.token_url,
+        client_id=cdms_simulator.client_id,
+        client_secret=cdms_simulator.client_secret,
+    )
+    yield CRM(client)
+    client.close()
+
+
+@pytest.fixture
+def synced():
+    """The local tables as a first read left them: the seed data."""
+    assert names(Organisation.objects.all()) == ALL
+    assert names(Contact.objects.all()) == PEOPLE
