@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from django.db import models
 from django.db.models import lookups as django_lookups
-from django.db.models.expressions import Col
+from django.db.models.expressions import Col, ColPairs
 from django.db.models.functions import TruncDate
 from django.db.models.sql.datastructures import Join
 from django.db.models.sql.query import Query
@@ -172,6 +172,7 @@ class Translator(RelationConditions):
 
     # conditions across a one-to-many relation -------------------------------------------------
     def lookup(self, lookup: django_lookups.Lookup, negated: bool) -> odata.Node:
+        lookup = one_column(lookup)
         if isinstance(lookup.lhs, TruncDate):
             renderer = date_of_datetime
         else:
@@ -484,6 +485,21 @@ def date_of_datetime(t: Translator, lookup, negated: bool) -> odata.Node:
     day = lookup.rhs
     after = _next(day, days=1)
     return _span(t, lookup, _day_start(day), after and _day_start(after))
+
+
+def one_column(lookup: django_lookups.Lookup) -> django_lookups.Lookup:
+    """A tuple lookup on a one-column key (Django's prefetch of a foreign key filters with
+    ``TupleIn``) as the plain lookup on that column; any other lookup as it is."""
+    if not isinstance(lookup.lhs, ColPairs) or len(lookup.lhs) != 1:
+        return lookup
+    (col,) = lookup.lhs.get_cols()
+    if lookup.lookup_name == "in":
+        rhs = [value[0] for value in lookup.rhs]
+    elif lookup.lookup_name == "isnull":
+        rhs = lookup.rhs
+    else:
+        rhs = lookup.rhs[0]
+    return col.get_lookup(lookup.lookup_name)(col, rhs)
 
 
 def too_long(node: odata.Node, negated: bool) -> bool:
