@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import json
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .codec import dumps, loads
 from .errors import CDMSError, MalformedResponse, error_for_status
 from .keys import entity_path, new_key
-from .session import dumps
 
 if TYPE_CHECKING:
     from .client import CDMSClient
@@ -224,7 +223,7 @@ def _status_and_body(part) -> tuple[int, dict | None]:
         raise MalformedResponse(f"a $batch part with the status line {status_line!r}") from None
     body = body.strip()
     try:
-        return status, json.loads(body) if body else None
+        return status, loads(body) if body else None
     except ValueError:
         raise MalformedResponse("a $batch part whose body is not JSON") from None
 

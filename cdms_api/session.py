@@ -11,17 +11,15 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import simplejson
 from requests.adapters import HTTPAdapter
 
+from . import codec
 from .auth import BearerAuth, ClientCredentials
 from .errors import (
     CDMSError,
@@ -32,7 +30,6 @@ from .errors import (
     error_for_status,
 )
 from .net import is_loopback
-from .odata import literal
 from .retry import AMBIGUOUS_STATUSES, RETRY_STATUSES, RetryPolicy
 
 logger = logging.getLogger("cdms_api")
@@ -124,7 +121,7 @@ class CDMSSession:
         subclass for any answer that is not a success."""
         url = self.url(path_or_url)
         if json is not None:
-            data = dumps(json)
+            data = codec.dumps(json)
             headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
         started, attempt, renewed = time.monotonic(), 0, False
         while True:
@@ -245,7 +242,7 @@ class CDMSSession:
     def json(response: requests.Response) -> dict[str, Any]:
         """The JSON object of a response, or ``MalformedResponse``."""
         try:
-            body = simplejson.loads(response.content, use_decimal=True)
+            body = codec.loads(response.content)
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -256,20 +253,6 @@ class CDMSSession:
                 url=response.request.url,
             )
         return body
-
-
-def dumps(data: Any) -> bytes:
-    """A request body: decimals as exact JSON numbers; dates, aware datetimes (in UTC) and
-    UUIDs as the Web API writes them."""
-    return simplejson.dumps(
-        data, use_decimal=True, default=_json_default, ensure_ascii=False
-    ).encode("utf-8")
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, date | uuid.UUID):
-        return literal(value)
-    raise TypeError(f"{type(value).__name__} values cannot be written to the remote: {value!r}")
 
 
 def parse_retry_after(value: str | None) -> float | None:

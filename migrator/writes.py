@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-import simplejson
-
+from cdms_api import codec
 from cdms_api.errors import CDMSError, DuplicateKey, NotFound, PreconditionFailed
 from cdms_api.keys import bind
-from cdms_api.session import dumps
 
 from . import local, remote
 from .loader import key_of, record_values
@@ -129,7 +127,7 @@ def _key(value: Any) -> str | None:
 
 def _as_sent(fm, value: Any) -> Any:
     """A field value as the remote stores it: through the converter and JSON, and back."""
-    return fm.to_python(simplejson.loads(dumps(fm.to_remote(value)), use_decimal=True))
+    return fm.to_python(codec.loads(codec.dumps(fm.to_remote(value))))
 
 
 def remove(instance: CDMSModel) -> None:

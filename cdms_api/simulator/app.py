@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import simplejson
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from .. import codec
 from ..net import is_loopback
 from . import batch
 from .auth import TokenIssuer
@@ -46,9 +46,7 @@ class DropConnection(Exception):
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    response = Response(
-        simplejson.dumps(body, use_decimal=True, ensure_ascii=False), status, content_type=JSON_TYPE
-    )
+    response = Response(codec.dumps(body), status, content_type=JSON_TYPE)
     response.headers["OData-Version"] = "4.0"
     response.headers.update(headers or {})
     return response
@@ -71,7 +69,7 @@ def error_response(error: DataverseError) -> Response:
 
 def read_json(request: Request, entity_set: EntitySet) -> Any:
     try:
-        return simplejson.loads(request.get_data(as_text=True) or "null", use_decimal=True)
+        return codec.loads(request.get_data(as_text=True) or "null")
     except (ValueError, UnicodeDecodeError) as error:
         raise DataverseError(
             400,
@@ -188,7 +186,7 @@ class Simulator:
             status, body = self.tokens.issue(
                 request.form.to_dict(), request.headers.get("Authorization")
             )
-            return Response(simplejson.dumps(body), status, content_type="application/json")
+            return Response(codec.dumps(body), status, content_type="application/json")
         if not request.path.startswith(API_PREFIX):
             return error_response(
                 DataverseError(
@@ -371,7 +369,7 @@ class Simulator:
             return json_response({"error": "the control API answers loopback clients only"}, 403)
         action = (request.method, request.path[len("/__admin/") :].rstrip("/"))
         try:
-            body = simplejson.loads(request.get_data(as_text=True) or "null", use_decimal=True)
+            body = codec.loads(request.get_data(as_text=True) or "null")
         except ValueError:
             return json_response({"error": "the body is not JSON"}, 400)
         try:

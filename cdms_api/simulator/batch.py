@@ -16,10 +16,10 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import simplejson
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+from .. import codec
 from .errors import DataverseError, bad_query
 from .options import Preferences
 
@@ -150,7 +150,7 @@ def _address(simulator: Simulator, request: Request, response: Response) -> str 
         return response.headers["OData-EntityId"]
     if response.status_code not in (200, 201):
         return None
-    body = simplejson.loads(response.get_data(as_text=True))
+    body = codec.loads(response.get_data(as_text=True))
     match = CONTEXT_SET.search(body.get("@odata.context", ""))
     entity_set = simulator.schema.entity_sets.get(match.group(1)) if match else None
     if entity_set is None or entity_set.key not in body:
@@ -171,7 +171,7 @@ def _resolve_body(body: bytes, references: dict[str, str]) -> bytes:
     if b"$" not in body:
         return body
     try:
-        document = simplejson.loads(body, use_decimal=True)
+        document = codec.loads(body)
     except ValueError:
         return body  # the operation itself answers that its body is not JSON
     if not isinstance(document, dict):
@@ -187,7 +187,7 @@ def _resolve_body(body: bytes, references: dict[str, str]) -> bytes:
             changed = True
     if not changed:
         return body
-    return simplejson.dumps(document, use_decimal=True, ensure_ascii=False).encode("utf-8")
+    return codec.dumps(document)
 
 
 def _execute(

@@ -246,6 +246,19 @@ def test_batch_writes_decimals_dates_and_keys_as_the_web_api_expects(client):
     assert (record["revenue"], record["new_foundedon"]) == (Decimal("12.5"), "2001-02-03")
 
 
+def test_batch_reads_decimals_exactly_as_single_requests_do(client):
+    """One JSON codec for the whole Web API: a decimal a float cannot hold comes back from a
+    batch as the same ``Decimal`` a single request reads."""
+    revenue = Decimal("123456789012345.1234")
+    with client.batch() as batch:
+        created = batch.create("accounts", {"name": "Exact", "revenue": revenue})
+    with client.batch() as batch:
+        read = batch.get("accounts", created.key, select=["revenue"])
+    single = client.get("accounts", created.key, select=["revenue"])
+    assert created.record["revenue"] == read.record["revenue"] == single["revenue"] == revenue
+    assert isinstance(read.record["revenue"], Decimal)
+
+
 def test_batch_of_2500_operations_is_three_requests(client):
     with client.batch() as batch:
         for i in range(2500):
