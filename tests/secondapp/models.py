@@ -1,0 +1,54 @@
+"""A second app with models of its own over the same CRM, as another team would write them:
+a number that cannot be null (with a default), fields that exist only locally, foreign keys
+with ``SET_NULL``, and other names than the example app's."""
+
+from django.db import models
+
+from migrator.mapping import Lookup
+from migrator.models import CDMSModel
+
+
+class Company(CDMSModel):
+    name = models.CharField(max_length=160)
+    headcount = models.IntegerField(default=0)  # the CRM's null is stored as 0
+    turnover = models.DecimalField(max_digits=19, decimal_places=4, null=True)
+    incorporated = models.DateField(null=True)
+    notes = models.TextField(blank=True)  # local only
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="branches"
+    )
+
+    class CDMS:
+        entity_set = "accounts"
+        fields = {
+            "name": "name",
+            "headcount": "numberofemployees",
+            "turnover": "revenue",
+            "incorporated": "new_foundedon",
+            "parent": "parentaccountid",
+        }
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Person(CDMSModel):
+    surname = models.CharField(max_length=50)
+    given_name = models.CharField(max_length=50, blank=True)
+    born = models.DateField(null=True)
+    nickname = models.CharField(max_length=50, blank=True)  # local only
+    employer = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="staff"
+    )
+
+    class CDMS:
+        entity_set = "contacts"
+        fields = {
+            "surname": "lastname",
+            "given_name": "firstname",
+            "born": "birthdate",
+            "employer": Lookup("parentcustomerid_account", value="_parentcustomerid_value"),
+        }
+
+    def __str__(self) -> str:
+        return f"{self.given_name} {self.surname}".strip()
