@@ -17,7 +17,7 @@ from typing import Any
 
 from odata_query import ast
 from odata_query.exceptions import ODataException
-from odata_query.grammar import ODataLexer, ODataParser
+from odata_query.grammar import _TIME, ODataLexer, ODataParser
 
 from .errors import DataverseError, bad_query
 from .schema import EntitySet, Property, Schema
@@ -39,13 +39,32 @@ STRING_FUNCTIONS = {
     "endswith": lambda v: f"%{v}",
 }
 ALIAS = re.compile(r"@[A-Za-z_][A-Za-z0-9_]*")
+# OData's ABNF: a year is "0" 3DIGIT or a longer number from 1000 on; Dataverse takes years
+# 0001 to 0999 (odata-query's lexer asks for a first digit from 1 to 9)
+_DATE = r"(?:0\d{3}|[1-9]\d{3})-(?:0\d|1[0-2])-(?:[0-2]\d|3[01])"
+
+
+class DataverseLexer(ODataLexer):
+    """odata-query's lexer, with the dates before the year 1000 it refuses."""
+
+    tokens = ODataLexer.tokens
+
+    @_(_DATE + r"T" + _TIME + r"?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?")  # noqa: F821
+    def DATETIME(self, t):
+        t.value = ast.DateTime(t.value)
+        return t
+
+    @_(_DATE)  # noqa: F821
+    def DATE(self, t):
+        t.value = ast.Date(t.value)
+        return t
 
 
 def parse(text: str, aliases: dict[str, str] | None = None) -> ast._Node:
     """Parse a ``$filter`` value, with Dataverse's ``[...]`` collections and ``@p`` aliases."""
     source = _substitute(text, aliases or {})
     try:
-        return ODataParser().parse(ODataLexer().tokenize(source))
+        return ODataParser().parse(DataverseLexer().tokenize(source))
     except ODataException as error:
         raise bad_query(f"Syntax error in $filter '{text}': {error}") from None
 

@@ -456,6 +456,24 @@ def stamp(moment: dt.datetime, offset_hours: int = 0) -> str:
     return moment.astimezone(zone).isoformat().replace("+00:00", "Z")
 
 
+@pytest.mark.parametrize(
+    ("text", "matches_all"),
+    [
+        ("new_foundedon ge 0001-01-01", True),
+        ("new_foundedon lt 0001-01-01", False),
+        ("new_foundedon le 9999-12-31", True),
+        ("createdon ge 0001-01-01T00:00:00Z", True),
+        ("createdon gt 9999-12-31T23:59:59Z", False),
+        ("createdon lt 0999-12-31T00:00:00Z", False),
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar(api, text, matches_all):
+    """Dataverse takes the years 0001 to 9999 in literals, those before 1000 included."""
+    dated = "new_foundedon ne null" if text.startswith("new_") else "createdon ne null"
+    expected = select(api, dated) if matches_all else []
+    assert select(api, text) == expected
+
+
 def test_datetime_comparisons(api):
     rows = get(api, **{"$select": "name,createdon"}).json()["value"]
     created = [dt.datetime.fromisoformat(row["createdon"].replace("Z", "+00:00")) for row in rows]
