@@ -44,6 +44,13 @@ class CDMSNotSupported(CDMSError):
     """A query or operation the remote cannot serve; the message says the way out."""
 
 
+class FilterTooLong(CDMSNotSupported, ValueError):
+    """A filter that cannot be split into requests short enough for the remote's URL limit
+    (raised before any request is sent). Through the ORM, a condition too long for any
+    request is relaxed instead, so this reaches a caller only when several long conditions
+    together do not fit: shorten them, or use skip_cdms()."""
+
+
 class BadRequest(CDMSError):
     """400: the remote refused the request (a query it cannot parse, a validation error)."""
 

@@ -29,6 +29,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from .errors import FilterTooLong
+
 __all__ = [
     "FALSE",
     "TRUE",
@@ -52,10 +54,6 @@ __all__ = [
 ]
 
 CRM_NAMESPACE = "Microsoft.Dynamics.CRM"
-
-
-class FilterTooLong(ValueError):
-    """A filter that cannot be split into requests short enough for the URL limit."""
 
 
 # Literals ---------------------------------------------------------------------------------------

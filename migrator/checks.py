@@ -29,4 +29,25 @@ def check_mappings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                     id="migrator.E001",
                 )
             )
+        errors.extend(_cannot_hold_null(model))
     return errors
+
+
+def _cannot_hold_null(model) -> list[checks.CheckMessage]:
+    """Fields with ``null=False`` and no default mapped to a remote property, which the CRM
+    may leave null (a Dataverse column is optional unless the table says otherwise): a
+    record with a null there cannot be stored locally."""
+    return [
+        checks.Warning(
+            f"{model.__name__}.{fm.field.name} cannot hold null (null=False, no default) but "
+            f"is mapped to the remote property '{fm.remote}', which may be null: records "
+            "with a null there are not stored locally.",
+            hint="Give the field null=True, or a default to store in place of the null.",
+            obj=fm.field,
+            id="migrator.W001",
+        )
+        for fm in model.cdms.fields
+        if not fm.field.null
+        and not fm.field.has_default()
+        and (fm.is_lookup or fm.to_python(None) is None)
+    ]

@@ -84,7 +84,9 @@ class BooleanConverter(Converter):
 
 
 class DateTimeConverter(Converter):
-    """Dataverse date-times are UTC instants; naive values are refused by the client."""
+    """Dataverse date-times are UTC instants. A naive value is read as Django reads it (in
+    the current time zone, with Django's warning), so the remote gets what the local row
+    holds."""
 
     def to_python(self, field, value):
         if value is None:
@@ -94,6 +96,9 @@ class DateTimeConverter(Converter):
             moment = moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC)
 
+    def to_remote(self, field, value):
+        return field.get_prep_value(value)
+
 
 class DateConverter(Converter):
     def to_python(self, field, value):
@@ -102,7 +107,8 @@ class DateConverter(Converter):
         return dt.date.fromisoformat(value[:10])
 
     def to_remote(self, field, value):
-        return value.date() if isinstance(value, dt.datetime) else value
+        # as Django stores it: an aware date-time is a day in the current time zone
+        return field.to_python(value)
 
 
 class TimeConverter(Converter):

@@ -98,11 +98,11 @@ def values_of(
     for fm in mapping.fields:
         raw = record.get(fm.remote)
         if fm.is_lookup:
-            values[fm.field.attname] = related[fm.field.name].get(key_of(raw)) if raw else None
-            if raw and values[fm.field.attname] is None:
+            value = related[fm.field.name].get(key_of(raw)) if raw else None
+            if raw and value is None:
                 values["cdms_etag"] = ""  # a lookup not resolved yet: the next read redoes it
-            continue
-        value = fm.to_python(raw)
+        else:
+            value = fm.to_python(raw)
         if value is None and not fm.field.null:
             if not fm.field.has_default():
                 unheld.append(fm)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdms_api import errors
 from cdms_api.odata import (
     FALSE,
     TRUE,
@@ -490,6 +491,7 @@ def test_filter_too_long():
     with pytest.raises(FilterTooLong, match="single value"):
         split_for_length(single, 100)
     assert issubclass(FilterTooLong, ValueError)
+    assert issubclass(FilterTooLong, errors.CDMSError)  # what the ORM lets through is typed
 
 
 # against the simulator --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from django.core import checks
 from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps
+from django.utils import timezone
 
 from cdms_api import codec
 from cdms_api.simulator.seed import demo_key
@@ -130,6 +131,35 @@ def test_a_field_type_with_a_converter_of_ones_own_passes(isolated):
     assert mapping_errors(isolated) == []
     fm = Account.cdms.get("data")
     assert fm.to_python(fm.to_remote({"a": [1, 2]})) == {"a": [1, 2]}
+
+
+def test_a_field_that_cannot_hold_the_remote_null_is_reported(isolated):
+    """``migrator.W001``: the CRM may leave a property null; a non-null field with no
+    default cannot store such a record. Text reads null as "", a default stands in."""
+
+    class Account(Throwaway):
+        name = models.CharField(max_length=50)  # null reads as ""
+        employees = models.IntegerField()  # reported
+        revenue = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+        flag = models.BooleanField()  # reported
+        parent = models.ForeignKey("self", on_delete=models.CASCADE)  # reported
+
+        class CDMS:
+            entity_set = "accounts"
+            fields = {
+                "name": "name",
+                "employees": "numberofemployees",
+                "revenue": "revenue",
+                "flag": "new_ukbased",
+                "parent": "parentaccountid",
+            }
+
+    found = checks.run_checks(
+        app_configs=[isolated.get_app_config("core")], tags=[checks.Tags.models]
+    )
+    warnings = [m for m in found if m.id == "migrator.W001"]
+    assert [w.obj.name for w in warnings] == ["employees", "flag", "parent"]
+    assert "'numberofemployees', which may be null" in warnings[0].msg
 
 
 def test_a_many_to_many_field(isolated):
@@ -426,10 +456,27 @@ def test_an_aware_datetime_in_another_zone_is_written_in_utc(everything):
     assert over_the_wire(fm.to_remote(moment)) == "2024-01-02T04:30:00Z"
 
 
-def test_a_naive_datetime_is_refused_on_the_way_out(everything):
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_a_naive_datetime_goes_out_as_django_stores_it(everything, settings, zone):
+    """In the current time zone, with Django's warning: the remote gets the instant the
+    local row holds."""
+    settings.TIME_ZONE = zone
     fm = everything.cdms.get("moment")
-    with pytest.raises(ValueError, match="naive"):
-        over_the_wire(fm.to_remote(dt.datetime(2024, 1, 2, 10, 0)))
+    naive = dt.datetime(2024, 1, 2, 10, 0)
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        sent = fm.to_remote(naive)
+    expected = "2024-01-02T10:00:00Z" if zone == "UTC" else "2024-01-02T15:00:00Z"
+    assert over_the_wire(sent) == expected
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_a_date_given_a_datetime_goes_out_as_django_stores_it(everything, settings, zone):
+    """The day in the current time zone, as Django's DateField takes it, not the day of the
+    moment's own zone."""
+    settings.TIME_ZONE = zone
+    moment = dt.datetime(2024, 1, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    expected = timezone.localtime(moment).date()
+    assert everything.cdms.get("day").to_remote(moment) == expected
 
 
 def test_read_forms_the_web_api_also_sends(everything):
