@@ -27,6 +27,7 @@ PEOPLE = {ADA, ALAN, SEAN, GRACE, KATHERINE, SMITH}
 ACCOUNT_PROPERTIES = {
     "accountid",
     "name",
+    "accountnumber",
     "websiteurl",
     "telephone1",
     "numberofemployees",
