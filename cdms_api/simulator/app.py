@@ -19,7 +19,7 @@ from werkzeug.wrappers import Request, Response
 from ..net import is_loopback
 from . import batch, bulk, definitions, functions
 from .annotations import Annotator
-from .auth import TokenIssuer
+from .auth import TokenIssuer, openid_configuration
 from .control import FaultRule, Faults, Journal, Throttle
 from .errors import (
     QUERY_SYNTAX,
@@ -42,7 +42,8 @@ from .writes import Writer
 
 logger = logging.getLogger("cdms_api.simulator")
 API_PREFIX = "/api/data/v9.2/"
-TOKEN_PATHS = re.compile(r"/(?:[^/]+/)?oauth2/(?:v2\.0/)?token\Z")
+TOKEN_PATHS = re.compile(r"/(?:[^/]+/)?oauth2/(?P<v2>v2\.0/)?token\Z")
+DISCOVERY_PATH = re.compile(r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration\Z")
 # the first path segment, its key (quotes may hold parentheses and slashes) and the rest
 SEGMENT = re.compile(
     r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -178,11 +179,15 @@ class Simulator:
         return json_response(rule.error_body(), rule.status, rule.headers)
 
     def serve(self, request: Request) -> Response:
-        if TOKEN_PATHS.match(request.path) and request.method == "POST":
+        if (token_path := TOKEN_PATHS.match(request.path)) and request.method == "POST":
             status, body = self.tokens.issue(
-                request.form.to_dict(), request.headers.get("Authorization")
+                request.form.to_dict(),
+                request.headers.get("Authorization"),
+                v2=bool(token_path.group("v2")),
             )
             return Response(simplejson.dumps(body), status, content_type="application/json")
+        if (discovery := DISCOVERY_PATH.match(request.path)) and request.method == "GET":
+            return json_response(openid_configuration(request.host_url, discovery.group("tenant")))
         if not request.path.startswith(API_PREFIX):
             return error_response(
                 DataverseError(

@@ -108,7 +108,9 @@ def reference(entity_set: EntitySet, record: dict[str, Any]) -> KeyRef:
     if address is not None:
         match = BIND_TARGET.match(address) if isinstance(address, str) else None
         if match is None or match.group(1) != entity_set.name:
-            raise bad_query(f"The @odata.id '{address}' does not name a record of {entity_set.name}.")
+            raise bad_query(
+                f"The @odata.id '{address}' does not name a record of {entity_set.name}."
+            )
         return parse_key(entity_set, match.group(2))
     key = body_key(entity_set, record)
     if key is None:

@@ -65,9 +65,7 @@ def retrieve_total_record_count(
                 f"The entity with a name = '{name}' with namemapping = 'Logical' was not found "
                 "in the MetadataCache.",
             )
-        counts.append(
-            simulator.store.query(f'SELECT COUNT(*) FROM "{entity_set.name}"')[0][0]
-        )
+        counts.append(simulator.store.query(f'SELECT COUNT(*) FROM "{entity_set.name}"')[0][0])
     return {
         "@odata.context": f"{simulator.base_url(request)}$metadata#"
         "Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse",

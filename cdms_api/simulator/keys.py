@@ -25,10 +25,10 @@ class KeyRef:
 
     text: str
     key: str | None = None
-    values: dict[Property, Any] = field(default_factory=dict)
+    values: list[tuple[Property, Any]] = field(default_factory=list)
 
     def columns(self) -> dict[str, Any]:
-        return {prop.column: value for prop, value in self.values.items()}
+        return {prop.column: value for prop, value in self.values}
 
 
 def syntax_error(entity_set: EntitySet, text: str) -> DataverseError:
@@ -54,7 +54,9 @@ def parse_key(entity_set: EntitySet, text: str) -> KeyRef:
         return KeyRef(text, key=parse_guid(value, lambda: syntax_error(entity_set, text)))
     for properties in entity_set.alternate_keys.values():
         if {p.name for p in properties} == set(pairs):
-            return KeyRef(text, values={p: _value(entity_set, p, pairs[p.name]) for p in properties})
+            return KeyRef(
+                text, values=[(p, _value(entity_set, p, pairs[p.name])) for p in properties]
+            )
     raise DataverseError(
         400,
         "0x80060888",

@@ -214,9 +214,7 @@ class Writer:
             self.update(entity_set, key, row, values)
             return key, False
 
-    def update(
-        self, entity_set: EntitySet, key: str, row: Any, values: dict[str, Any]
-    ) -> None:
+    def update(self, entity_set: EntitySet, key: str, row: Any, values: dict[str, Any]) -> None:
         if "modifiedon" in entity_set.properties:
             values["modifiedon"] = now_seconds()
         self.check_keys(entity_set, key, {**dict(row), **values})
@@ -258,4 +256,3 @@ class Writer:
             return
         if etag(row) not in [tag.strip() for tag in if_match.split(",")]:
             raise stale()
-
