@@ -54,11 +54,11 @@ class Annotator:
             return result
         properties = list(select or entity_set.properties.values())
         names = self.primary_names(rows, [p for p in properties if p.is_lookup])
-        for row, annotations in zip(rows, result, strict=True):
+        for row, notes in zip(rows, result, strict=True):
             for prop in properties:
                 found = self.of(prop, row, names)
                 if found:
-                    annotations[prop.name] = found
+                    notes[prop.name] = found
         return result
 
     def of(self, prop: Property, row: Any, names: dict[tuple[str, str], Any]) -> dict[str, Any]:

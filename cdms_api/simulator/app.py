@@ -29,15 +29,15 @@ from .errors import (
     bad_query,
     no_segment,
 )
+from .keys import KeyRef, missing, parse_key
 from .metadata import csdl
 from .options import Preferences, ReadOptions, parse_expand, parse_read_options, parse_select
-from .responses import empty, error_response, json_response
 from .reads import CollectionRead, context_url, etag, expansions, represent
+from .responses import empty, error_response, json_response
 from .schema import EntitySet, Schema
 from .seed import SEEDS
 from .store import Store
 from .system import seed_system
-from .keys import KeyRef, missing, parse_key
 from .writes import Writer
 
 logger = logging.getLogger("cdms_api.simulator")

@@ -303,12 +303,14 @@ def select(item: dict[str, Any], names: list[str], keep: tuple[str, ...] = ()) -
         return item
     unknown = [n for n in names if n not in item]
     if unknown:
-        raise bad_query(
-            f"Could not find a property named '{unknown[0]}' on type "
-            f"'{str(item.get('@odata.type', '')).lstrip('#') or 'Microsoft.Dynamics.CRM.OptionSetMetadata'}'."
-        )
+        raise unknown_property(unknown[0], item)
     chosen = {"@odata.type", "MetadataId", *names, *keep}
     return {name: value for name, value in item.items() if name in chosen}
+
+
+def unknown_property(name: str, item: dict[str, Any]) -> DataverseError:
+    kind = str(item.get("@odata.type", "#Microsoft.Dynamics.CRM.OptionSetMetadata")).lstrip("#")
+    return bad_query(f"Could not find a property named '{name}' on type '{kind}'.")
 
 
 def single(
@@ -365,10 +367,7 @@ def truth(node: ast._Node, item: dict[str, Any]) -> bool:
             left, right = right, left
         if isinstance(left, ast.Identifier) and isinstance(right, ast._Literal):
             if left.name not in item:
-                raise bad_query(
-                    f"Could not find a property named '{left.name}' on type "
-                    f"'{str(item.get('@odata.type', '')).lstrip('#')}'."
-                )
+                raise unknown_property(left.name, item)
             value = None if isinstance(right, ast.Null) else right.py_val
             return COMPARE[type(node.comparator)](item[left.name], value)
     raise DataverseError(

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from .errors import bad_query
 from .annotations import Annotator, navigation_of
+from .errors import bad_query
 from .filters import compile_filter
 from .options import (
     MAX_PAGE_SIZE,
