@@ -165,14 +165,7 @@ class CDMSClient:
                 "GET", url, params=params, headers=headers, idempotent=True
             )
             page = self.session.json(response)
-            records = page.get("value")
-            if not isinstance(records, list):
-                raise MalformedResponse(
-                    "a collection answer without a 'value' list",
-                    status=response.status_code,
-                    method="GET",
-                    url=response.url,
-                )
+            records = _value_list(page, response)
             if top is not None and len(records) >= top:
                 yield from records[:top]
                 return
@@ -441,15 +434,7 @@ class CDMSClient:
 
     def _values(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         response = self.session.request("GET", path, params=params, idempotent=True)
-        values = self.session.json(response).get("value")
-        if not isinstance(values, list):
-            raise MalformedResponse(
-                "a definitions answer without a 'value' list",
-                status=response.status_code,
-                method="GET",
-                url=response.url,
-            )
-        return values
+        return _value_list(self.session.json(response), response)
 
     def metadata(self) -> dict[str, EntitySetInfo]:
         """The entity sets of the remote, from ``$metadata``."""
@@ -492,6 +477,19 @@ def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
             raise
     result = settled()
     return result if result is not None else send()
+
+
+def _value_list(body: dict[str, Any], response: Any) -> list[dict[str, Any]]:
+    """The ``value`` list of a collection answer, or ``MalformedResponse``."""
+    values = body.get("value")
+    if not isinstance(values, list):
+        raise MalformedResponse(
+            "a collection answer without a 'value' list",
+            status=response.status_code,
+            method="GET",
+            url=response.url,
+        )
+    return values
 
 
 def _prefer(page_size: int | None) -> str:

@@ -40,3 +40,13 @@ ACCOUNT_PROPERTIES = {
     "modifiedon",
     "versionnumber",
 }
+
+#: Every entity set of the default schema, the system tables included.
+ENTITY_SETS = (
+    "accounts",
+    "contacts",
+    "emails",
+    "customeraddresses",
+    "sdkmessages",
+    "sdkmessagefilters",
+)

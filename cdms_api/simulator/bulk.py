@@ -78,33 +78,34 @@ def update_multiple(
     simulator: Simulator, request: Request, entity_set: EntitySet, body: Any
 ) -> Response:
     """Each record names an existing one by its primary key; a missing one fails the lot."""
-    supported(entity_set, "UpdateMultiple")
-    records = targets(entity_set, "UpdateMultiple", body)
-    with simulator.store.transaction():
-        for record in records:
-            key = body_key(entity_set, record)
-            if key is None:
-                raise payload_error(
-                    entity_set, f"Each record of UpdateMultiple needs its '{entity_set.key}'."
-                )
-            simulator.writer.upsert(entity_set, KeyRef(key, key=key), record, if_match="*")
-    return empty(204)
+    return write_each(simulator, entity_set, "UpdateMultiple", body, if_match="*")
 
 
 def upsert_multiple(
     simulator: Simulator, request: Request, entity_set: EntitySet, body: Any
 ) -> Response:
     """Each record is named by ``@odata.id`` (a key or alternate key) or by its primary key."""
-    supported(entity_set, "UpsertMultiple")
-    records = targets(entity_set, "UpsertMultiple", body)
+    return write_each(simulator, entity_set, "UpsertMultiple", body, if_match=None)
+
+
+def write_each(
+    simulator: Simulator, entity_set: EntitySet, action: str, body: Any, if_match: str | None
+) -> Response:
+    """Upsert every target in one transaction (``If-Match: *``: update only); 204."""
+    supported(entity_set, action)
+    records = targets(entity_set, action, body)
     with simulator.store.transaction():
         for record in records:
-            simulator.writer.upsert(entity_set, reference(entity_set, record), record)
+            ref = reference(entity_set, action, record, by_address=if_match is None)
+            simulator.writer.upsert(entity_set, ref, record, if_match=if_match)
     return empty(204)
 
 
-def reference(entity_set: EntitySet, record: dict[str, Any]) -> KeyRef:
-    address = record.get("@odata.id")
+def reference(
+    entity_set: EntitySet, action: str, record: dict[str, Any], by_address: bool
+) -> KeyRef:
+    """The record a target names: by its key property, or (``by_address``) its ``@odata.id``."""
+    address = record.get("@odata.id") if by_address else None
     if address is not None:
         match = BIND_TARGET.match(address) if isinstance(address, str) else None
         if match is None or match.group(1) != entity_set.name:
@@ -114,10 +115,7 @@ def reference(entity_set: EntitySet, record: dict[str, Any]) -> KeyRef:
         return parse_key(entity_set, match.group(2))
     key = body_key(entity_set, record)
     if key is None:
-        raise payload_error(
-            entity_set,
-            f"Each record of UpsertMultiple needs an @odata.id or its '{entity_set.key}'.",
-        )
+        raise payload_error(entity_set, f"Each record of {action} needs its '{entity_set.key}'.")
     return KeyRef(key, key=key)
 
 

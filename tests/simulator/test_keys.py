@@ -19,23 +19,19 @@ def by_number(api, value: str) -> str:
     return f"{api.base}accounts(accountnumber='{escaped}')"
 
 
+def upsert(api, value: str, body: dict):
+    return api.patch(
+        by_number(api, value), json=body, headers={"Prefer": "return=representation"}, timeout=30
+    )
+
+
 def test_patch_by_alternate_key_creates_then_updates(api):
     value = number()
-    created = api.patch(
-        by_number(api, value),
-        json={"name": "Keyed"},
-        headers={"Prefer": "return=representation"},
-        timeout=30,
-    )
+    created = upsert(api, value, {"name": "Keyed"})
     assert created.status_code == 201
     record = created.json()
     assert record["accountnumber"] == value
-    updated = api.patch(
-        by_number(api, value),
-        json={"name": "Keyed again"},
-        headers={"Prefer": "return=representation"},
-        timeout=30,
-    )
+    updated = upsert(api, value, {"name": "Keyed again"})
     assert updated.status_code == 200
     assert updated.json()["accountid"] == record["accountid"]
     assert api.get(by_number(api, value.lower()), timeout=30).json()["name"] == "Keyed again"

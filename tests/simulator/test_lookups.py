@@ -20,16 +20,16 @@ def post(api, entity_set: str, body: dict) -> dict:
     return response.json()
 
 
+def child_of(api, parent: dict, lastname: str) -> dict:
+    bind = f"/contacts({parent['contactid']})"
+    return post(
+        api, "contacts", {"lastname": lastname, "parentcustomerid_contact@odata.bind": bind}
+    )
+
+
 def test_a_contact_whose_parent_is_a_contact(api):
     parent = post(api, "contacts", {"lastname": "Parent"})
-    child = post(
-        api,
-        "contacts",
-        {
-            "lastname": "Child",
-            "parentcustomerid_contact@odata.bind": f"/contacts({parent['contactid']})",
-        },
-    )
+    child = child_of(api, parent, "Child")
     assert child["_parentcustomerid_value"] == parent["contactid"]
     read = api.get(
         f"{api.base}contacts({child['contactid']})",
@@ -49,14 +49,7 @@ def test_a_contact_whose_parent_is_a_contact(api):
 
 def test_filters_through_each_navigation_see_only_their_target_type(api):
     parent = post(api, "contacts", {"lastname": "Acme Holdings"})  # same name as an account
-    post(
-        api,
-        "contacts",
-        {
-            "lastname": "Nephew",
-            "parentcustomerid_contact@odata.bind": f"/contacts({parent['contactid']})",
-        },
-    )
+    child_of(api, parent, "Nephew")
 
     def lastnames(condition: str) -> set[str]:
         response = api.get(
@@ -85,14 +78,7 @@ def test_the_untyped_lookup_name_cannot_be_bound(api):
 
 def test_deleting_a_contact_clears_only_the_lookups_pointing_at_it(api):
     parent = post(api, "contacts", {"lastname": "Going"})
-    child = post(
-        api,
-        "contacts",
-        {
-            "lastname": "Kept",
-            "parentcustomerid_contact@odata.bind": f"/contacts({parent['contactid']})",
-        },
-    )
+    child = child_of(api, parent, "Kept")
     assert api.delete(f"{api.base}contacts({parent['contactid']})", timeout=30).status_code == 204
     after = api.get(f"{api.base}contacts({child['contactid']})", timeout=30).json()
     assert after["_parentcustomerid_value"] is None

@@ -21,6 +21,7 @@ from tests.seeded import (
     ALL,
     CAFE,
     CONTOSO,
+    ENTITY_SETS,
     FABRIKAM,
     NORTHWIND,
     OBRIEN,
@@ -757,15 +758,7 @@ def test_service_document(api):
     body = ok(get(api, ""))
     assert body["@odata.context"] == f"{api.base}$metadata"
     assert {(s["name"], s["kind"], s["url"]) for s in body["value"]} == {
-        (name, "EntitySet", name)
-        for name in (
-            "accounts",
-            "contacts",
-            "emails",
-            "customeraddresses",
-            "sdkmessages",
-            "sdkmessagefilters",
-        )
+        (name, "EntitySet", name) for name in ENTITY_SETS
     }
 
 
