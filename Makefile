@@ -3,7 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint simulator benchmark clean
+COMPAT := powerplatform dataverse-api dynamics-client
+
+.PHONY: demo test lint simulator benchmark compat clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +30,15 @@ simulator: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Dataverse's own clients against the simulator, each in a pinned environment of its own
+compat: $(STAMP) $(COMPAT:%=.compat/%/.installed)
+	$(BIN)/python compat/run.py
+
+.compat/%/.installed: compat/requirements-%.txt
+	rm -rf .compat/$*
+	$(PYTHON) -m venv .compat/$*
+	.compat/$*/bin/python -m pip install --quiet -r $<
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .compat .pytest_cache .ruff_cache

@@ -12,14 +12,27 @@ from urllib.parse import quote, urlencode
 from . import odata
 from .auth import ClientCredentials
 from .batch import Batch
-from .errors import CDMSError, MalformedResponse, NotFound
-from .keys import default_key, entity_path, new_key
-from .metadata import EntitySetInfo, parse_csdl
+from .errors import CDMSError, MalformedResponse, NotFound, RecordWithoutKey, UnknownTable
+from .keys import LOOKUP_LOGICAL_NAME, entity_path, new_key
+from .metadata import (
+    TABLE_SELECT,
+    EntitySetInfo,
+    Table,
+    parse_attributes,
+    parse_csdl,
+    parse_table,
+)
 from .retry import RetryPolicy
 from .session import CDMSSession
 
 #: Dataverse accepts URLs up to 32 KB; stay under it with room for the host part.
 MAX_URL_LENGTH = 32_000
+#: Records per ``CreateMultiple``/``UpdateMultiple`` request (Dataverse's recommended most).
+MAX_BULK = 1000
+#: Reads ask for the logical name of the record each lookup points at, which a polymorphic
+#: (customer) lookup needs to be understood.
+LOOKUP_NAMES = f'odata.include-annotations="{LOOKUP_LOGICAL_NAME}"'
+BULK_ACTION = "Microsoft.Dynamics.CRM."
 Filter = str | odata.Node | None
 T = TypeVar("T")
 
@@ -52,6 +65,8 @@ class CDMSClient:
         self.session = CDMSSession(base_url, auth, timeout=timeout, retry=retry)
         self.page_size = page_size
         self._keys = dict(keys or {})
+        self._definitions: dict[str, Table] = {}
+        self._tables: dict[str, Table] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> CDMSClient:
@@ -92,7 +107,11 @@ class CDMSClient:
     ) -> dict[str, Any]:
         params = _query_options(select=select, expand=expand)
         response = self.session.request(
-            "GET", entity_path(entity_set, key), params=params, idempotent=True
+            "GET",
+            entity_path(entity_set, key),
+            params=params,
+            idempotent=True,
+            headers={"Prefer": LOOKUP_NAMES},
         )
         return self.session.json(response)
 
@@ -134,27 +153,19 @@ class CDMSClient:
     def _pages(self, entity_set, filter, select, orderby, top, expand, page_size):
         params = _query_options(filter=filter, select=select, orderby=orderby, expand=expand)
         page_size = page_size or self.page_size
-        if top is not None and top <= page_size:
+        paged = top is None or top > page_size
+        if not paged:
             params["$top"] = str(top)  # one answer: Dataverse ignores $top when paging
-            headers = {}
-        else:
-            headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        headers = {"Prefer": _prefer(page_size if paged else None)}
         url: str | None = entity_set
         while url:
-            if headers and top is not None:  # the last page asks for no more than is left
-                headers = {"Prefer": f"odata.maxpagesize={min(page_size, top)}"}
+            if paged and top is not None:  # the last page asks for no more than is left
+                headers = {"Prefer": _prefer(min(page_size, top))}
             response = self.session.request(
                 "GET", url, params=params, headers=headers, idempotent=True
             )
             page = self.session.json(response)
-            records = page.get("value")
-            if not isinstance(records, list):
-                raise MalformedResponse(
-                    "a collection answer without a 'value' list",
-                    status=response.status_code,
-                    method="GET",
-                    url=response.url,
-                )
+            records = _value_list(page, response)
             if top is not None and len(records) >= top:
                 yield from records[:top]
                 return
@@ -261,6 +272,84 @@ class CDMSClient:
 
         _exactly_once(send, deleted)
 
+    def create_multiple(self, entity_set: str, records: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Create records with ``CreateMultiple``, one request per 1,000, each all or nothing;
+        returns their keys in order. Keys are generated here for records without one, so a
+        request whose answer was lost is settled by reading them back: created exactly once."""
+        table = self._definition(entity_set)
+        targets = [
+            {**record, table.key: str(record.get(table.key) or new_key())} for record in records
+        ]
+        keys: list[str] = []
+        for start in range(0, len(targets), MAX_BULK):
+            chunk = [
+                {**t, "@odata.type": table.qualified_type}
+                for t in targets[start : start + MAX_BULK]
+            ]
+            chunk_keys = [t[table.key] for t in chunk]
+
+            def send(chunk=chunk, chunk_keys=chunk_keys) -> list[str]:
+                response = self.session.request(
+                    "POST",
+                    f"{entity_set}/{BULK_ACTION}CreateMultiple",
+                    json={"Targets": chunk},
+                    idempotent=False,
+                )
+                ids = self.session.json(response).get("Ids")
+                if not isinstance(ids, list) or len(ids) != len(chunk_keys):
+                    raise MalformedResponse(
+                        "a CreateMultiple answer without one id per record",
+                        status=response.status_code,
+                        method="POST",
+                        url=response.url,
+                    )
+                return [str(i) for i in ids]
+
+            def created(chunk_keys=chunk_keys) -> list[str] | None:
+                found = {
+                    r[table.key]
+                    for r in self.iter(
+                        entity_set,
+                        filter=odata.Prop(table.key).isin(chunk_keys),
+                        select=[table.key],
+                    )
+                }
+                return chunk_keys if found else None  # all or nothing: any one means all
+
+            keys += _exactly_once(send, created)
+        return keys
+
+    def update_multiple(self, entity_set: str, records: Iterable[Mapping[str, Any]]) -> None:
+        """Update existing records with ``UpdateMultiple``, one request per 1,000, each all or
+        nothing. Every record carries its key property (``RecordWithoutKey`` otherwise)."""
+        table = self._definition(entity_set)
+        targets = []
+        for record in records:
+            if not record.get(table.key):
+                raise RecordWithoutKey(f"a record to update has no '{table.key}': {record!r}")
+            targets.append({**record, "@odata.type": table.qualified_type})
+        for start in range(0, len(targets), MAX_BULK):
+            self.session.request(
+                "POST",
+                f"{entity_set}/{BULK_ACTION}UpdateMultiple",
+                json={"Targets": targets[start : start + MAX_BULK]},
+                idempotent=True,
+            )
+
+    def whoami(self) -> dict[str, Any]:
+        """``WhoAmI()``: the ``UserId``, ``BusinessUnitId`` and ``OrganizationId`` of the
+        caller (for an application user, the user the client credentials act as)."""
+        response = self.session.request("GET", "WhoAmI", idempotent=True)
+        body = self.session.json(response)
+        if not body.get("UserId"):
+            raise MalformedResponse(
+                "a WhoAmI answer without UserId",
+                status=response.status_code,
+                method="GET",
+                url=response.url,
+            )
+        return body
+
     # batches, changes, metadata ---------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -301,6 +390,52 @@ class CDMSClient:
             )
         return changes
 
+    def table(self, entity_set: str) -> Table:
+        """The table's definition: logical name, key, primary name, object type code, and each
+        attribute's type, lookup targets and option set labels. Read once (four requests)
+        and kept for the client's life."""
+        if entity_set not in self._tables:
+            table = self._definition(entity_set)
+            path = f"EntityDefinitions(LogicalName={odata.literal(table.logical_name)})/Attributes"
+            reads = [
+                (path, {"$select": "LogicalName,AttributeType"}),
+                (
+                    f"{path}/{BULK_ACTION}LookupAttributeMetadata",
+                    {"$select": "LogicalName,Targets"},
+                ),
+                (
+                    f"{path}/{BULK_ACTION}PicklistAttributeMetadata",
+                    {"$select": "LogicalName", "$expand": "OptionSet($select=Options)"},
+                ),
+            ]
+            parse_attributes(table, *(self._values(p, params) for p, params in reads))
+            self._tables[entity_set] = table
+        return self._tables[entity_set]
+
+    def _definition(self, entity_set: str) -> Table:
+        """The table's names and key, without its attributes (one request, kept)."""
+        if entity_set not in self._definitions:
+            items = self._values(
+                "EntityDefinitions",
+                {
+                    "$select": TABLE_SELECT,
+                    "$filter": f"EntitySetName eq {odata.literal(entity_set)}",
+                },
+            )
+            if not items:
+                raise UnknownTable(
+                    f"the remote has no table with the entity set name '{entity_set}'",
+                    status=404,
+                    method="GET",
+                    url=self.session.url("EntityDefinitions"),
+                )
+            self._definitions[entity_set] = parse_table(items[0])
+        return self._definitions[entity_set]
+
+    def _values(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        response = self.session.request("GET", path, params=params, idempotent=True)
+        return _value_list(self.session.json(response), response)
+
     def metadata(self) -> dict[str, EntitySetInfo]:
         """The entity sets of the remote, from ``$metadata``."""
         response = self.session.request(
@@ -310,8 +445,10 @@ class CDMSClient:
 
     # helpers ------------------------------------------------------------------------------
     def key_of(self, entity_set: str) -> str:
-        """The key property of an entity set: ``keys`` says, or Dataverse's convention."""
-        return self._keys.get(entity_set) or default_key(entity_set)
+        """The key property of an entity set: ``keys`` says, or the table's definition (read
+        once): Dataverse's naming convention is wrong for ``emails`` (``activityid``) and
+        ``customeraddresses`` (``customeraddressid``), among others."""
+        return self._keys.get(entity_set) or self._definition(entity_set).key
 
     def _split(self, entity_set: str, filter: Filter, **options: Any) -> list[Filter]:
         """The filter as one or more filters whose URLs stay within the limit."""
@@ -340,6 +477,23 @@ def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
             raise
     result = settled()
     return result if result is not None else send()
+
+
+def _value_list(body: dict[str, Any], response: Any) -> list[dict[str, Any]]:
+    """The ``value`` list of a collection answer, or ``MalformedResponse``."""
+    values = body.get("value")
+    if not isinstance(values, list):
+        raise MalformedResponse(
+            "a collection answer without a 'value' list",
+            status=response.status_code,
+            method="GET",
+            url=response.url,
+        )
+    return values
+
+
+def _prefer(page_size: int | None) -> str:
+    return ",".join(filter(None, [page_size and f"odata.maxpagesize={page_size}", LOOKUP_NAMES]))
 
 
 def _encoded_length(text: str) -> int:

@@ -6,6 +6,7 @@ request id, method and URL -- and never a token, secret or ``Authorization`` hea
 from __future__ import annotations
 
 DUPLICATE_KEY_CODE = "0x80040237"
+DUPLICATE_ALTERNATE_KEY_CODE = "0x80060892"
 
 
 class CDMSError(Exception):
@@ -71,8 +72,16 @@ class DuplicateKey(Conflict):
     """A record with that key exists already."""
 
 
+class DuplicateAlternateKey(DuplicateKey):
+    """Another record has the same values for one of the table's alternate keys."""
+
+
 class PreconditionFailed(Conflict):
     """412: the record changed since the ETag the write was based on."""
+
+
+class UnknownTable(NotFound):
+    """The remote's table definitions have no table with that entity set name."""
 
 
 class Throttled(CDMSError):
@@ -99,6 +108,10 @@ class MalformedResponse(CDMSError):
     """The remote answered something that is not the JSON expected."""
 
 
+class RecordWithoutKey(ValueError):
+    """A record given to ``update_multiple`` does not carry its table's key property."""
+
+
 def error_for_status(status: int, code: str | None) -> type[CDMSError]:
     if status == 400:
         return BadRequest
@@ -107,6 +120,8 @@ def error_for_status(status: int, code: str | None) -> type[CDMSError]:
     if status == 404:
         return NotFound
     if status in (409, 412):
+        if code == DUPLICATE_ALTERNATE_KEY_CODE:
+            return DuplicateAlternateKey
         return (
             DuplicateKey
             if code == DUPLICATE_KEY_CODE

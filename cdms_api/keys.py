@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
+
+#: The annotation that names the table a lookup's value belongs to.
+LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 
 
 def default_key(entity_set: str) -> str:
@@ -24,3 +29,21 @@ def bind(entity_set: str, key: str | uuid.UUID | None) -> str | None:
 def new_key() -> str:
     """A key generated here, so that a create whose answer is lost can be read back."""
     return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class LookupValue:
+    """A lookup's value as read: the key, and the logical name of its table (``account`` or
+    ``contact`` for a customer lookup), or None when the remote did not say."""
+
+    key: str
+    logical_name: str | None
+
+
+def lookup_value(record: dict[str, Any], attribute: str) -> LookupValue | None:
+    """The lookup ``attribute`` (``_parentcustomerid_value``) of a record read by the client,
+    with the table it points at; None when it is empty."""
+    key = record.get(attribute)
+    if key is None:
+        return None
+    return LookupValue(str(key), record.get(f"{attribute}@{LOOKUP_LOGICAL_NAME}"))

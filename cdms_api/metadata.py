@@ -67,3 +67,70 @@ def parse_csdl(document: bytes) -> dict[str, EntitySetInfo]:
                 )
         sets[info.name] = info
     return sets
+
+
+@dataclass
+class Attribute:
+    """A column as the table definitions describe it: its ``AttributeType`` (``String``,
+    ``Picklist``, ``Lookup``, ``Customer``...), the logical names a lookup can point at, and
+    an option set's labels by value."""
+
+    name: str
+    type: str
+    targets: list[str] = field(default_factory=list)
+    options: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    """A table's definition, read from ``EntityDefinitions``."""
+
+    logical_name: str
+    entity_set: str
+    key: str
+    primary_name: str | None
+    object_type_code: int | None
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+
+    @property
+    def qualified_type(self) -> str:
+        return f"Microsoft.Dynamics.CRM.{self.logical_name}"
+
+
+TABLE_SELECT = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ObjectTypeCode"
+
+
+def parse_table(item: dict) -> Table:
+    try:
+        return Table(
+            item["LogicalName"],
+            item["EntitySetName"],
+            item["PrimaryIdAttribute"],
+            item.get("PrimaryNameAttribute"),
+            item.get("ObjectTypeCode"),
+        )
+    except (KeyError, TypeError):
+        raise MalformedResponse("a table definition without its names or key") from None
+
+
+def parse_attributes(table: Table, attributes: list, lookups: list, picklists: list) -> None:
+    """Fill ``table.attributes`` from the three attribute reads: all of them, the lookups with
+    their targets, the option sets with their options."""
+    try:
+        for item in attributes:
+            table.attributes[item["LogicalName"]] = Attribute(
+                item["LogicalName"], item["AttributeType"]
+            )
+        for item in lookups:
+            table.attributes[item["LogicalName"]].targets = list(item.get("Targets") or [])
+        for item in picklists:
+            table.attributes[item["LogicalName"]].options = {
+                option["Value"]: _label(option.get("Label"))
+                for option in (item.get("OptionSet") or {}).get("Options", [])
+            }
+    except (KeyError, TypeError, AttributeError):
+        raise MalformedResponse("an attribute definition that cannot be read") from None
+
+
+def _label(label: dict | None) -> str:
+    return ((label or {}).get("UserLocalizedLabel") or {}).get("Label") or ""

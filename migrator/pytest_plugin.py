@@ -3,6 +3,9 @@
 - ``cdms_remote_calls``: a ``RemoteCallCounter`` recording every remote request made during
   the test: ``assert len(cdms_remote_calls) == 2``.
 - ``assert_num_remote_calls``: the ``assertNumRemoteCalls(n)`` context manager.
+- ``cdms_simulator_settings``: ``settings.CDMS`` pointed at the per-test simulator
+  (``cdms_simulator``, reset to its seed data), with quick retries; yields the simulator's
+  handle. Needs pytest-django's ``settings`` fixture.
 """
 
 from __future__ import annotations
@@ -23,3 +26,21 @@ def assert_num_remote_calls():
     from .testing import assertNumRemoteCalls
 
     return assertNumRemoteCalls
+
+
+@pytest.fixture
+def cdms_simulator_settings(cdms_simulator, settings):
+    from . import remote
+
+    settings.CDMS = {
+        "BASE_URL": cdms_simulator.base_url,
+        "AUTH": {
+            "TOKEN_URL": cdms_simulator.token_url,
+            "CLIENT_ID": cdms_simulator.client_id,
+            "CLIENT_SECRET": cdms_simulator.client_secret,
+        },
+        "RETRY": {"attempts": 3, "backoff_s": 0.01, "budget_s": 5},
+    }
+    remote.reset()
+    yield cdms_simulator
+    remote.reset()

@@ -27,6 +27,7 @@ PEOPLE = {ADA, ALAN, SEAN, GRACE, KATHERINE, SMITH}
 ACCOUNT_PROPERTIES = {
     "accountid",
     "name",
+    "accountnumber",
     "websiteurl",
     "telephone1",
     "numberofemployees",
@@ -39,3 +40,13 @@ ACCOUNT_PROPERTIES = {
     "modifiedon",
     "versionnumber",
 }
+
+#: Every entity set of the default schema, the system tables included.
+ENTITY_SETS = (
+    "accounts",
+    "contacts",
+    "emails",
+    "customeraddresses",
+    "sdkmessages",
+    "sdkmessagefilters",
+)

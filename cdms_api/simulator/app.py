@@ -17,25 +17,40 @@ from werkzeug.wrappers import Request, Response
 
 from .. import codec
 from ..net import is_loopback
-from . import batch
-from .auth import TokenIssuer
+from . import batch, bulk, definitions, functions
+from .annotations import Annotator
+from .auth import TokenIssuer, openid_configuration
 from .control import FaultRule, Faults, Journal, Throttle
-from .errors import QUERY_SYNTAX, UNAUTHORIZED, UNEXPECTED, DataverseError, bad_query, not_found
+from .errors import (
+    QUERY_SYNTAX,
+    UNAUTHORIZED,
+    UNEXPECTED,
+    DataverseError,
+    bad_query,
+    no_segment,
+)
+from .keys import KeyRef, missing, parse_key
 from .metadata import csdl
 from .options import Preferences, ReadOptions, parse_expand, parse_read_options, parse_select
 from .reads import CollectionRead, context_url, etag, expansions, represent
+from .responses import empty, error_response, json_response
 from .schema import EntitySet, Schema
 from .seed import SEEDS
 from .store import Store
-from .writes import Writer, parse_key
+from .system import seed_system
+from .writes import Writer
 
 logger = logging.getLogger("cdms_api.simulator")
 API_PREFIX = "/api/data/v9.2/"
-TOKEN_PATHS = re.compile(r"/(?:[^/]+/)?oauth2/(?:v2\.0/)?token\Z")
-ENTITY = re.compile(
-    r"(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>[^()]*)\))?(?P<count>/\$count)?\Z"
+TOKEN_PATHS = re.compile(r"/(?:[^/]+/)?oauth2/(?P<v2>v2\.0/)?token\Z")
+DISCOVERY_PATH = re.compile(r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration\Z")
+# the first path segment, its key (quotes may hold parentheses and slashes) and the rest
+SEGMENT = re.compile(
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:\((?P<key>(?:[^()']|'(?:[^']|'')*')*)\))?"
+    r"(?:/(?P<rest>.*))?\Z",
+    re.S,
 )
-JSON_TYPE = "application/json; odata.metadata=minimal"
 
 
 DROPPED = 599  # the journal's status for a connection closed without an answer
@@ -45,26 +60,8 @@ class DropConnection(Exception):
     """Close the client's connection without answering."""
 
 
-def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    response = Response(codec.dumps(body), status, content_type=JSON_TYPE)
-    response.headers["OData-Version"] = "4.0"
-    response.headers.update(headers or {})
-    return response
-
-
 def challenge(host_url: str) -> str:
     return f"Bearer authorization_uri={host_url}oauth2/authorize, resource_id={host_url}"
-
-
-def empty(status: int, headers: dict | None = None) -> Response:
-    """A response without a body (204, 304): no Content-Type."""
-    response = Response(status=status, headers={"OData-Version": "4.0", **(headers or {})})
-    del response.headers["Content-Type"]
-    return response
-
-
-def error_response(error: DataverseError) -> Response:
-    return json_response(error.body(), error.status, error.headers)
 
 
 def read_json(request: Request, entity_set: EntitySet) -> Any:
@@ -102,6 +99,8 @@ class Simulator:
     def reset(self) -> None:
         """Back to the seed data, with no faults, no throttle and an empty journal."""
         self.store.clear()
+        with self.store.transaction():
+            seed_system(self.schema, self.writer)
         SEEDS[self.seed](self)
         self.tokens.restore_lifetime()
         self.faults.clear()
@@ -112,15 +111,13 @@ class Simulator:
         """Create records as POST would, in one transaction; returns their keys."""
         entity_set = self.entity_set(entity_set_name)
         with self.store.transaction():
-            return [self.writer.create(entity_set, record)[0] for record in records]
+            return [self.writer.create(entity_set, record) for record in records]
 
     def entity_set(self, name: str) -> EntitySet:
         try:
             return self.schema[name]
         except KeyError:
-            raise DataverseError(
-                404, "0x8006088a", f"Resource not found for the segment '{name}'."
-            ) from None
+            raise no_segment(name) from None
 
     # WSGI --------------------------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -182,11 +179,15 @@ class Simulator:
         return json_response(rule.error_body(), rule.status, rule.headers)
 
     def serve(self, request: Request) -> Response:
-        if TOKEN_PATHS.match(request.path) and request.method == "POST":
+        if (token_path := TOKEN_PATHS.match(request.path)) and request.method == "POST":
             status, body = self.tokens.issue(
-                request.form.to_dict(), request.headers.get("Authorization")
+                request.form.to_dict(),
+                request.headers.get("Authorization"),
+                v2=bool(token_path.group("v2")),
             )
             return Response(codec.dumps(body), status, content_type="application/json")
+        if (discovery := DISCOVERY_PATH.match(request.path)) and request.method == "GET":
+            return json_response(openid_configuration(request.host_url, discovery.group("tenant")))
         if not request.path.startswith(API_PREFIX):
             return error_response(
                 DataverseError(
@@ -252,19 +253,30 @@ class Simulator:
         if resource == "$batch":
             self.allow(method, "POST")
             return batch.handle(self, request)
-        match = ENTITY.match(resource)
+        match = SEGMENT.match(resource)
         if not match:
-            segment = resource.split("/")[0].split("(")[0]
-            raise DataverseError(
-                404, "0x8006088a", f"Resource not found for the segment '{segment}'."
+            raise no_segment(resource.split("/")[0].split("(")[0])
+        name, key_text, rest = match.group("name", "key", "rest")
+        if name == "EntityDefinitions":
+            self.allow(method, "GET")
+            return json_response(
+                definitions.answer(self.schema, self.base_url(request), key_text, rest, request)
             )
-        entity_set = self.entity_set(match.group("set"))
+        if name in functions.FUNCTIONS and rest is None:
+            self.allow(method, "GET")
+            return json_response(functions.FUNCTIONS[name](self, request, key_text))
+        entity_set = self.entity_set(name)
         prefs = Preferences.parse(request.headers.get("Prefer"))
         args = request.args.to_dict()
-        if match.group("count"):
+        if rest == "$count":
             self.allow(method, "GET")
-            return self.count(request, entity_set, match.group("key"), args)
-        if match.group("key") is None:
+            return self.count(request, entity_set, key_text, args)
+        if rest in bulk.ACTIONS and key_text is None:
+            self.allow(method, "POST")
+            return bulk.ACTIONS[rest](self, request, entity_set, read_json(request, entity_set))
+        if rest is not None:
+            raise no_segment(rest.split("/")[0].split("(")[0])
+        if key_text is None:
             if method == "GET":
                 options = parse_read_options(self.schema, entity_set, args, prefs.track_changes)
                 body, headers = CollectionRead(
@@ -272,22 +284,22 @@ class Simulator:
                 ).run()
                 return json_response(body, headers=headers)
             self.allow(method, "GET", "POST")
-            key, _ = self.writer.create(entity_set, read_json(request, entity_set))
+            key = self.writer.create(entity_set, read_json(request, entity_set))
             return self.written(request, entity_set, key, prefs, created=True)
-        key = parse_key(entity_set, match.group("key"))
+        ref = parse_key(entity_set, key_text)
         if method == "GET":
-            return self.read_one(request, entity_set, key, args)
+            return self.read_one(request, entity_set, ref, args, prefs)
         if method == "PATCH":
-            created = self.writer.upsert(
+            key, created = self.writer.upsert(
                 entity_set,
-                key,
+                ref,
                 read_json(request, entity_set),
                 request.headers.get("If-Match"),
                 request.headers.get("If-None-Match"),
             )
             return self.written(request, entity_set, key, prefs, created=created)
         self.allow(method, "GET", "PATCH", "DELETE")
-        self.writer.delete(entity_set, key, request.headers.get("If-Match"))
+        self.writer.delete(entity_set, ref, request.headers.get("If-Match"))
         return empty(204)
 
     @staticmethod
@@ -303,17 +315,22 @@ class Simulator:
         return f"{self.base_url(request)}{entity_set.name}({key})"
 
     def read_one(
-        self, request: Request, entity_set: EntitySet, key: str, args: dict[str, str]
+        self,
+        request: Request,
+        entity_set: EntitySet,
+        ref: KeyRef,
+        args: dict[str, str],
+        prefs: Preferences,
     ) -> Response:
         unknown = {k for k in args if k.startswith("$")} - {"$select", "$expand"}
         if unknown:
             raise bad_query(f"The query parameter {min(unknown)} is not supported here.")
-        row = self.store.get(entity_set, key)
+        row = self.writer.find(entity_set, ref)
         if row is None:
-            raise not_found(entity_set.entity_type, key)
+            raise missing(entity_set, ref)
         if "$expand" not in args and request.headers.get("If-None-Match") == etag(row):
             return empty(304, {"ETag": etag(row)})
-        return self.entity(request, entity_set, row, args, expand=True)
+        return self.entity(request, entity_set, row, args, prefs, expand=True)
 
     def written(
         self, request: Request, entity_set: EntitySet, key: str, prefs: Preferences, created: bool
@@ -325,13 +342,21 @@ class Simulator:
             url = self.entity_url(request, entity_set, key)
             return empty(204, {"OData-EntityId": url, "Location": url})
         row = self.store.get(entity_set, key)
-        response = self.entity(request, entity_set, row, request.args.to_dict(), expand=created)
+        response = self.entity(
+            request, entity_set, row, request.args.to_dict(), prefs, expand=created
+        )
         response.status_code = 201 if created else 200
         response.headers["Preference-Applied"] = "return=representation"
         return response
 
     def entity(
-        self, request: Request, entity_set: EntitySet, row: Any, args: dict[str, str], expand: bool
+        self,
+        request: Request,
+        entity_set: EntitySet,
+        row: Any,
+        args: dict[str, str],
+        prefs: Preferences,
+        expand: bool,
     ) -> Response:
         select = parse_select(entity_set, args["$select"]) if "$select" in args else None
         expands = (
@@ -341,7 +366,9 @@ class Simulator:
         )
         context = context_url(self.base_url(request), entity_set, select, expands)
         body = {"@odata.context": context + "/$entity"}
-        body.update(represent(entity_set, row, select, expansions(self.store, [row], expands)[0]))
+        (notes,) = Annotator(self.schema, self.store, prefs).annotate(entity_set, [row], select)
+        (expanded,) = expansions(self.store, [row], expands)
+        body.update(represent(entity_set, row, select, expanded, notes))
         return json_response(body, headers={"ETag": etag(row)})
 
     def count(

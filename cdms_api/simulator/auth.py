@@ -24,8 +24,13 @@ class TokenIssuer:
     _configured_lifetime_s: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def issue(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict]:
-        """Answer a token request: (status, JSON body), shaped as Microsoft Entra ID answers."""
+    def issue(
+        self, form: dict[str, str], authorization: str | None, v2: bool = False
+    ) -> tuple[int, dict]:
+        """Answer a token request: (status, JSON body), shaped as Microsoft Entra ID answers.
+
+        The v2.0 endpoint wants ``scope``, and with client credentials only ``<resource>/.default``
+        scopes; the v1 endpoint takes ``resource`` (the simulator does not insist on it)."""
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         if authorization and authorization.lower().startswith("basic "):
             try:
@@ -41,6 +46,8 @@ class TokenIssuer:
                 "AADSTS70003: The app requested an unsupported grant type.",
                 70003,
             )
+        if v2 and (refusal := scope_refusal(form.get("scope"))):
+            return 400, refusal
         expected = self.clients.get(client_id or "")
         if expected is None or not secrets.compare_digest(
             expected.encode(), (client_secret or "").encode()
@@ -54,12 +61,15 @@ class TokenIssuer:
         lifetime = self.lifetime_s
         with self._lock:
             self._tokens[token] = (client_id, time.monotonic() + lifetime)
-        return 200, {
+        answer = {
             "token_type": "Bearer",
             "expires_in": int(lifetime),
             "ext_expires_in": int(lifetime),
             "access_token": token,
         }
+        if not v2 and form.get("resource"):
+            answer["resource"] = form["resource"]
+        return 200, answer
 
     def client_of(self, authorization: str | None) -> str | None:
         """The client a valid ``Authorization: Bearer`` header belongs to, or None."""
@@ -93,3 +103,37 @@ class TokenIssuer:
 
 def oauth_error(error: str, description: str, code: int) -> dict:
     return {"error": error, "error_description": description, "error_codes": [code]}
+
+
+def scope_refusal(scope: str | None) -> dict | None:
+    """Entra ID's refusal of a v2.0 client-credentials request's scope, or None."""
+    if not scope or not scope.strip():
+        return oauth_error(
+            "invalid_request",
+            "AADSTS900144: The request body must contain the following parameter: 'scope'.",
+            900144,
+        )
+    for item in scope.split():
+        if not item.endswith("/.default"):
+            return oauth_error(
+                "invalid_scope",
+                f"AADSTS1002012: The provided value for scope {item} is not valid. Client "
+                "credential flows must have a scope value with /.default suffixed to the "
+                "resource identifier (application ID URI).",
+                1002012,
+            )
+    return None
+
+
+def openid_configuration(host_url: str, tenant: str) -> dict:
+    """The OpenID discovery document of a tenant, as MSAL reads it before asking for tokens."""
+    authority = f"{host_url.rstrip('/')}/{tenant}"
+    return {
+        "token_endpoint": f"{authority}/oauth2/v2.0/token",
+        "authorization_endpoint": f"{authority}/oauth2/v2.0/authorize",
+        "issuer": f"{authority}/v2.0",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "response_types_supported": ["code", "id_token", "token"],
+        "grant_types_supported": ["client_credentials"],
+        "tenant_region_scope": None,
+    }

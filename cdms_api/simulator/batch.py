@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 from .. import codec
 from .errors import DataverseError, bad_query
 from .options import Preferences
+from .responses import error_response
 
 if TYPE_CHECKING:
     from .app import Simulator
@@ -196,14 +197,14 @@ def _execute(
     target = operation.target
     if match := WHOLE_REFERENCE.match(target.split("?")[0].split("/")[0]):
         if match.group(1) not in references:
-            return _error(_unknown_reference(match.group(0)))
+            return error_response(_unknown_reference(match.group(0)))
         target = references[match.group(1)] + target[len(match.group(0)) :]
     url = urlsplit(target)
     path = url.path if url.path.startswith("/") else "/api/data/v9.2/" + url.path
     try:
         body = _resolve_body(operation.body, references)
     except DataverseError as error:
-        return _error(error)
+        return error_response(error)
     headers = [h for h in operation.headers if h[0].lower() != "authorization"]
     environ = EnvironBuilder(
         path=path,
@@ -215,12 +216,6 @@ def _execute(
     ).get_environ()
     environ["REMOTE_ADDR"] = batch_request.remote_addr
     return simulator.dispatch(Request(environ))
-
-
-def _error(error: DataverseError) -> Response:
-    from .app import error_response
-
-    return error_response(error)
 
 
 def _reason(status: int) -> str:

@@ -34,9 +34,9 @@ def bad_query(message: str) -> DataverseError:
     return DataverseError(400, QUERY_SYNTAX, message)
 
 
-def not_found(entity_type: str, key: str) -> DataverseError:
-    return DataverseError(404, NOT_FOUND, f"{entity_type} With Id = {key} Does Not Exist")
-
-
 def invalid_body(message: str) -> DataverseError:
     return DataverseError(400, INVALID_ARGUMENT, message)
+
+
+def no_segment(segment: str) -> DataverseError:
+    return DataverseError(404, "0x8006088a", f"Resource not found for the segment '{segment}'.")

@@ -212,8 +212,8 @@ class Compiler:
             parent, name = self.scope(node.owner), node.attr
         else:
             raise bad_query(f"The query node {type(node).__name__} is not supported in $filter.")
-        lookup = parent.entity_set.navigations.get(name)
-        if lookup is None:
+        navigation = parent.entity_set.navigations.get(name)
+        if navigation is None:
             if name in parent.entity_set.collections:
                 raise bad_query(
                     f"The collection-valued navigation property '{name}' can only be "
@@ -221,15 +221,15 @@ class Compiler:
                 )
             parent.entity_set.property(name)  # raises "Could not find a property"
             raise bad_query(f"The property '{name}' is not a navigation property.")
-        target = self.schema[lookup.target]
+        target = self.schema[navigation.target]
         alias = self.alias()
-        source = parent.column(lookup)
+        lookup = navigation.lookup
+        link = f'{alias}."{target.key_property.column}" = {parent.column(lookup)}'
+        if lookup.polymorphic:  # logical names are identifiers (checked by the schema)
+            link += f" AND {parent.column(lookup.type_property())} = '{target.logical_name}'"
 
         def column(prop: Property) -> str:
-            return (
-                f'(SELECT {alias}."{prop.column}" FROM "{target.name}" {alias} '
-                f'WHERE {alias}."{target.key_property.column}" = {source})'
-            )
+            return f'(SELECT {alias}."{prop.column}" FROM "{target.name}" {alias} WHERE {link})'
 
         return Scope(target, column)
 
@@ -368,10 +368,10 @@ class Compiler:
             raise bad_query(f"'{name}' is not a collection-valued navigation property.")
         child = self.schema[collection.child]
         alias = self.alias()
-        link = (
-            f'{alias}."{collection.lookup.column}" = '
-            f"{parent.column(parent.entity_set.key_property)}"
-        )
+        lookup = collection.lookup
+        link = f'{alias}."{lookup.column}" = {parent.column(parent.entity_set.key_property)}'
+        if lookup.polymorphic:
+            link += f""" AND {alias}."{lookup.type_column}" = '{parent.entity_set.logical_name}'"""
         if node.lambda_ is None:
             condition = "1"
         else:

@@ -38,24 +38,21 @@ def csdl(schema: Schema) -> bytes:
             "EntitySet",
             {"Name": entity_set.name, "EntityType": f"{schema.namespace}.{entity_set.entity_type}"},
         )
-        for lookup in entity_set.navigations.values():
-            target = schema[lookup.target]
-            partner = next(
-                (c.name for c in target.collections.values() if c.lookup is lookup), None
-            )
-            attributes = {"Name": lookup.navigation, "Type": f"mscrm.{target.entity_type}"}
-            if partner:
-                attributes["Partner"] = partner
-            navigation = ET.SubElement(entity, "NavigationProperty", attributes)
+        for navigation in entity_set.navigations.values():
+            target = schema[navigation.target]
+            attributes = {"Name": navigation.name, "Type": f"mscrm.{target.entity_type}"}
+            if navigation.collection:
+                attributes["Partner"] = navigation.collection
+            element = ET.SubElement(entity, "NavigationProperty", attributes)
             ET.SubElement(
-                navigation,
+                element,
                 "ReferentialConstraint",
-                {"Property": lookup.name, "ReferencedProperty": target.key},
+                {"Property": navigation.lookup.name, "ReferencedProperty": target.key},
             )
             ET.SubElement(
                 bindings,
                 "NavigationPropertyBinding",
-                {"Path": lookup.navigation, "Target": target.name},
+                {"Path": navigation.name, "Target": target.name},
             )
         for collection in entity_set.collections.values():
             child = schema[collection.child]
@@ -65,7 +62,7 @@ def csdl(schema: Schema) -> bytes:
                 {
                     "Name": collection.name,
                     "Type": f"Collection(mscrm.{child.entity_type})",
-                    "Partner": collection.lookup.navigation,
+                    "Partner": collection.navigation.name,
                 },
             )
             ET.SubElement(

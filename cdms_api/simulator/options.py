@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DataverseError, bad_query
-from .schema import EntitySet, Property, Schema
+from .schema import EntitySet, Navigation, Property, Schema
 
 MAX_PAGE_SIZE = 5000
 MAX_TOP = 2**31 - 1
 MAX_VERSION = 2**63 - 1
 DIGITS = re.compile(r"[0-9]+\Z")
+PREFERENCE = re.compile(r'(?:[^,"]|"[^"]*")+')
 SUPPORTED = {
     "$select",
     "$filter",
@@ -33,7 +34,7 @@ TRACKING_FORBIDS = ("$filter", "$orderby", "$expand", "$top")
 
 @dataclass
 class Expand:
-    navigation: Property
+    navigation: Navigation
     target: EntitySet
     select: list[Property] | None
 
@@ -50,8 +51,10 @@ class Preferences:
 
     @classmethod
     def parse(cls, header: str | None) -> Preferences:
+        """Preferences are separated by commas outside double quotes: ``odata.include-
+        annotations="a,b"`` is one preference."""
         prefs = cls()
-        for item in (header or "").split(","):
+        for item in PREFERENCE.findall(header or ""):
             name, _, value = item.strip().partition("=")
             name, value = name.strip().lower(), value.strip().strip('"')
             if name == "odata.maxpagesize" and DIGITS.match(value) and int(value) > 0:

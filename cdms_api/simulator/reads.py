@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from .annotations import Annotator, navigation_of
 from .errors import bad_query
 from .filters import compile_filter
 from .options import (
@@ -31,10 +32,13 @@ def represent(
     row: Any,
     select: Sequence[Property] | None,
     expanded: dict[str, Any] | None = None,
+    annotations: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A row as Dataverse writes it: etag, the selected properties, the key, expansions."""
+    """A row as Dataverse writes it: etag, the selected properties (each after its
+    annotations), the key, expansions."""
     record: dict[str, Any] = {"@odata.etag": etag(row)}
     for prop in select or entity_set.properties.values():
+        record.update((annotations or {}).get(prop.name, {}))
         record[prop.name] = prop.type.to_json(prop, row[prop.column])
     key = entity_set.key_property
     record[key.name] = row[key.column]
@@ -52,31 +56,26 @@ def context_url(
     parts = [p.name for p in select or ()]
     for item in expand:
         inner = ",".join(p.name for p in item.select or ())
-        parts.append(f"{item.navigation.navigation}({inner})")
+        parts.append(f"{item.navigation.name}({inner})")
     return f"{base}$metadata#{entity_set.name}" + (f"({','.join(parts)})" if parts else "")
 
 
 def expansions(store: Store, rows: Sequence[Any], expand: Sequence[Expand]) -> list[dict]:
-    """The expanded lookups of every row, read with one query per navigation property."""
+    """The expanded lookups of every row, read with one query per navigation property. A
+    polymorphic lookup expands through the navigation property of the record's type only."""
     result: list[dict] = [{} for _ in rows]
     for item in expand:
-        keys = {row[item.navigation.column] for row in rows} - {None}
+        lookup = item.navigation.lookup
+        through = [navigation_of(lookup, row) is item.navigation for row in rows]
+        keys = {row[lookup.column] for row, ok in zip(rows, through, strict=True) if ok}
         target_key = item.target.key_property.column
-        found = {}
-        for chunk in _chunks(sorted(keys), 500):
-            marks = ", ".join("?" for _ in chunk)
-            for target in store.query(
-                f'SELECT * FROM "{item.target.name}" WHERE "{target_key}" IN ({marks})', chunk
-            ):
-                found[target[target_key]] = represent(item.target, target, item.select)
-        for row, extra in zip(rows, result, strict=True):
-            extra[item.navigation.navigation] = found.get(row[item.navigation.column])
+        found = {
+            target[target_key]: represent(item.target, target, item.select)
+            for target in store.rows_in(item.target, target_key, keys)
+        }
+        for row, ok, extra in zip(rows, through, result, strict=True):
+            extra[item.navigation.name] = found.get(row[lookup.column]) if ok else None
     return result
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def sort_keys(options: ReadOptions) -> list[tuple[Property, bool]]:
@@ -191,9 +190,12 @@ class CollectionRead:
         more = page_size is not None and len(rows) > page_size
         rows = rows[:page_size] if page_size else rows
         extra = expansions(self.store, rows, options.expand)
+        notes = Annotator(self.schema, self.store, self.prefs).annotate(
+            entity_set, rows, options.select
+        )
         body["value"] = [
-            represent(entity_set, row, options.select, more_fields)
-            for row, more_fields in zip(rows, extra, strict=True)
+            represent(entity_set, row, options.select, more_fields, annotations)
+            for row, more_fields, annotations in zip(rows, extra, notes, strict=True)
         ]
         if more:
             payload = {"after": [rows[-1][p.column] for p, _ in keys]}
@@ -202,12 +204,15 @@ class CollectionRead:
             body["@odata.nextLink"] = self.link(**{"$skiptoken": encode_token(payload)})
         elif tracking:
             body["@odata.deltaLink"] = self.link(**{"$deltatoken": str(version)})
-        if self.prefs.max_page_size:
-            headers["Preference-Applied"] = f"odata.maxpagesize={self.prefs.max_page_size}"
-        if tracking:
-            headers["Preference-Applied"] = ", ".join(
-                filter(None, [headers.get("Preference-Applied"), "odata.track-changes"])
-            )
+        applied = [
+            f"odata.maxpagesize={self.prefs.max_page_size}" if self.prefs.max_page_size else "",
+            f'odata.include-annotations="{self.prefs.annotations}"'
+            if self.prefs.annotations
+            else "",
+            "odata.track-changes" if tracking else "",
+        ]
+        if any(applied):
+            headers["Preference-Applied"] = ", ".join(filter(None, applied))
         return body, headers
 
     def add_count(self, body: dict[str, Any], clauses: list[str], params: list[Any]) -> None:
@@ -237,7 +242,13 @@ class CollectionRead:
             "ORDER BY versionnumber",
             (options.deltatoken, version),
         )
-        value: list[dict[str, Any]] = [represent(entity_set, row, options.select) for row in rows]
+        notes = Annotator(self.schema, self.store, self.prefs).annotate(
+            entity_set, rows, options.select
+        )
+        value: list[dict[str, Any]] = [
+            represent(entity_set, row, options.select, None, annotations)
+            for row, annotations in zip(rows, notes, strict=True)
+        ]
         value.extend(
             {
                 "@odata.context": f"{self.base_url}$metadata#{entity_set.name}/$deletedEntity",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -28,20 +29,29 @@ class SimulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ):
+        """``ssl_context``: serve HTTPS with it (a client that insists on TLS, such as
+        Microsoft's, can then be pointed at the simulator with a certificate it trusts)."""
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"{host} is not a loopback address; pass allow_remote=True to bind it")
         self.simulator = simulator or Simulator()
         self.server: BaseWSGIServer = make_server(
-            host, port, self.simulator, threaded=True, request_handler=QuietHandler
+            host,
+            port,
+            self.simulator,
+            threaded=True,
+            request_handler=QuietHandler,
+            ssl_context=ssl_context,
         )
+        self.scheme = "https" if ssl_context else "http"
         self.host, self.port = host, self.server.server_port
         self._thread: threading.Thread | None = None
 
     @property
     def root_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:

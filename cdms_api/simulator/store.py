@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .schema import EntitySet, Schema
 from .types import collate_decimal, collate_text, dataverse_like
+
+IN_CHUNK = 500  # bound parameters per IN list
 
 
 class Store:
@@ -41,9 +43,12 @@ class Store:
             )
             for entity_set in self.schema.entity_sets.values():
                 columns = ", ".join(
-                    f'"{p.column}" {p.type.column}'
-                    + (" PRIMARY KEY" if p.name == entity_set.key else "")
-                    for p in entity_set.properties.values()
+                    [
+                        f'"{p.column}" {p.type.column}'
+                        + (" PRIMARY KEY" if p.name == entity_set.key else "")
+                        for p in entity_set.properties.values()
+                    ]
+                    + [f'"{p.type_column}" TEXT' for p in entity_set.lookups if p.polymorphic]
                 )
                 self.db.execute(f'CREATE TABLE IF NOT EXISTS "{entity_set.name}" ({columns})')
 
@@ -70,11 +75,24 @@ class Store:
             return self.db.execute(sql, params).fetchall()
 
     def get(self, entity_set: EntitySet, key: str) -> sqlite3.Row | None:
-        rows = self.query(
-            f'SELECT * FROM "{entity_set.name}" WHERE "{entity_set.key_property.column}" = ?',
-            (key,),
-        )
+        rows = self.find(entity_set, {entity_set.key_property.column: key})
         return rows[0] if rows else None
+
+    def find(self, entity_set: EntitySet, values: dict[str, Any]) -> list[sqlite3.Row]:
+        """Rows whose columns equal ``values`` (compared under each column's collation)."""
+        where = " AND ".join(f'"{column}" = ?' for column in values)
+        return self.query(f'SELECT * FROM "{entity_set.name}" WHERE {where}', list(values.values()))
+
+    def rows_in(self, entity_set: EntitySet, column: str, values: Iterable[Any]) -> list[Any]:
+        """Rows whose ``column`` is one of ``values``, read in chunks of bound parameters."""
+        ordered, rows = sorted(set(values) - {None}), []
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start : start + IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows += self.query(
+                f'SELECT * FROM "{entity_set.name}" WHERE "{column}" IN ({marks})', chunk
+            )
+        return rows
 
     def _next_version(self, entity_set: EntitySet, key: str, deleted: bool) -> int:
         cursor = self.db.execute(

@@ -169,7 +169,8 @@ def test_the_last_page_of_a_top_asks_for_no_more_than_is_left(client):
     responses.add(responses.GET, f"{BASE}accounts", json={"value": page[:1]})
     assert len(list(client.iter("accounts", top=7, page_size=3))) == 7
     prefer = [call.request.headers.get("Prefer") for call in responses.calls[1:]]
-    assert prefer == ["odata.maxpagesize=3", "odata.maxpagesize=3", "odata.maxpagesize=1"]
+    names = 'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
+    assert prefer == [f"odata.maxpagesize={n},{names}" for n in (3, 3, 1)]
 
 
 def test_parse_retry_after():

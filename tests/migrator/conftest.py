@@ -2,26 +2,14 @@ import pytest
 
 from cdms_api.client import CDMSClient
 from core.models import Contact, Organisation
-from migrator import remote
 from tests.migrator.crm import CRM, names
 from tests.seeded import ALL, PEOPLE
 
 
 @pytest.fixture(autouse=True)
-def cdms_remote(cdms_simulator, settings, db):
+def cdms_remote(cdms_simulator_settings, db):
     """Point the project at the per-test simulator, with fast retries."""
-    settings.CDMS = {
-        "BASE_URL": cdms_simulator.base_url,
-        "AUTH": {
-            "TOKEN_URL": cdms_simulator.token_url,
-            "CLIENT_ID": cdms_simulator.client_id,
-            "CLIENT_SECRET": cdms_simulator.client_secret,
-        },
-        "RETRY": {"attempts": 3, "backoff_s": 0.01, "budget_s": 5},
-    }
-    remote.reset()
-    yield cdms_simulator
-    remote.reset()
+    return cdms_simulator_settings
 
 
 @pytest.fixture

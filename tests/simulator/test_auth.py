@@ -213,3 +213,58 @@ def test_the_token_endpoint_needs_no_token_and_the_admin_api_needs_none(cdms_sim
     assert token_request(cdms_simulator).status_code == 200
     response = requests.get(cdms_simulator.root_url + "/__admin/faults", timeout=10)
     assert response.status_code == 200
+
+
+# the v2.0 and v1 endpoints, as Entra ID answers them ---------------------------------------------
+def v2_url(cdms_simulator) -> str:
+    return cdms_simulator.root_url + "/my-tenant/oauth2/v2.0/token"
+
+
+def test_the_v2_endpoint_wants_a_scope(cdms_simulator):
+    response = token_request(cdms_simulator, v2_url(cdms_simulator), scope=None)
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["error"], body["error_codes"]) == ("invalid_request", [900144])
+
+
+def test_the_v2_endpoint_wants_dot_default_scopes_for_client_credentials(cdms_simulator):
+    response = token_request(
+        cdms_simulator,
+        v2_url(cdms_simulator),
+        scope=cdms_simulator.root_url + "/user_impersonation",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["error"], body["error_codes"]) == ("invalid_scope", [1002012])
+    assert "/.default" in body["error_description"]
+
+
+def test_the_v2_endpoint_with_http_basic_credentials(cdms_simulator):
+    basic = base64.b64encode(
+        f"{cdms_simulator.client_id}:{cdms_simulator.client_secret}".encode()
+    ).decode()
+    response = requests.post(
+        v2_url(cdms_simulator),
+        data={"grant_type": GRANT, "scope": cdms_simulator.root_url + "/.default"},
+        headers={"Authorization": f"Basic {basic}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert get_accounts(cdms_simulator, response.json()["access_token"]).status_code == 200
+
+
+def test_the_v1_endpoint_takes_a_resource(cdms_simulator):
+    resource = cdms_simulator.root_url + "/"
+    response = token_request(cdms_simulator, scope=None, resource=resource)
+    assert response.status_code == 200
+    assert response.json()["resource"] == resource
+
+
+def test_openid_discovery_names_the_tenant_token_endpoint(cdms_simulator):
+    response = requests.get(
+        cdms_simulator.root_url + "/my-tenant/v2.0/.well-known/openid-configuration", timeout=10
+    )
+    assert response.status_code == 200
+    document = response.json()
+    assert document["token_endpoint"] == v2_url(cdms_simulator)
+    assert document["authorization_endpoint"].endswith("/my-tenant/oauth2/v2.0/authorize")

@@ -21,6 +21,7 @@ from tests.seeded import (
     ALL,
     CAFE,
     CONTOSO,
+    ENTITY_SETS,
     FABRIKAM,
     NORTHWIND,
     OBRIEN,
@@ -705,6 +706,7 @@ def test_metadata_is_csdl(api):
     assert {name: properties[name].get("Type") for name in properties} == {
         "accountid": "Edm.Guid",
         "name": "Edm.String",
+        "accountnumber": "Edm.String",
         "websiteurl": "Edm.String",
         "telephone1": "Edm.String",
         "numberofemployees": "Edm.Int32",
@@ -723,13 +725,21 @@ def test_metadata_is_csdl(api):
         "parentaccountid": "mscrm.account",
         "account_parent_account": "Collection(mscrm.account)",
         "contact_customer_accounts": "Collection(mscrm.contact)",
+        "Account_Emails": "Collection(mscrm.email)",
+        "Account_CustomerAddress": "Collection(mscrm.customeraddress)",
     }
 
     contact = types["contact"]
     contact_navigation = {
         n.get("Name"): n.get("Type") for n in contact.findall(f"{EDM}NavigationProperty")
     }
-    assert contact_navigation == {"parentcustomerid_account": "mscrm.account"}
+    assert contact_navigation == {
+        "parentcustomerid_account": "mscrm.account",
+        "parentcustomerid_contact": "mscrm.contact",
+        "contact_customer_contacts": "Collection(mscrm.contact)",
+        "Contact_Emails": "Collection(mscrm.email)",
+        "Contact_CustomerAddress": "Collection(mscrm.customeraddress)",
+    }
     assert "_parentcustomerid_value" in {p.get("Name") for p in contact.findall(f"{EDM}Property")}
 
     (container,) = schema.iter(f"{EDM}EntityContainer")
@@ -737,6 +747,10 @@ def test_metadata_is_csdl(api):
     assert sets == {
         "accounts": "Microsoft.Dynamics.CRM.account",
         "contacts": "Microsoft.Dynamics.CRM.contact",
+        "emails": "Microsoft.Dynamics.CRM.email",
+        "customeraddresses": "Microsoft.Dynamics.CRM.customeraddress",
+        "sdkmessages": "Microsoft.Dynamics.CRM.sdkmessage",
+        "sdkmessagefilters": "Microsoft.Dynamics.CRM.sdkmessagefilter",
     }
 
 
@@ -744,8 +758,7 @@ def test_service_document(api):
     body = ok(get(api, ""))
     assert body["@odata.context"] == f"{api.base}$metadata"
     assert {(s["name"], s["kind"], s["url"]) for s in body["value"]} == {
-        ("accounts", "EntitySet", "accounts"),
-        ("contacts", "EntitySet", "contacts"),
+        (name, "EntitySet", name) for name in ENTITY_SETS
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import trustme
 
 from cdms_api.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Simulator, SimulatorServer
 from cdms_api.simulator.__main__ import main
@@ -201,3 +203,17 @@ def request_token(token_url: str) -> requests.Response:
     return requests.post(
         token_url, data={"grant_type": "client_credentials", **credentials}, timeout=10
     )
+
+
+def test_the_server_speaks_tls_with_a_certificate_the_client_trusts(tmp_path):
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    with SimulatorServer(Simulator(seed="none"), ssl_context=context) as server:
+        assert server.base_url.startswith("https://127.0.0.1:")
+        response = requests.get(server.base_url, timeout=10, verify=str(bundle))
+        assert response.status_code == 401  # TLS done; the Web API wants a token
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(server.base_url, timeout=10)  # the system's CAs do not know it
