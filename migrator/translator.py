@@ -337,9 +337,12 @@ def compare(t: Translator, lookup, negated: bool) -> odata.Node:
     if value is None:
         node = odata.Prop(left.path).is_null() if op == "eq" else odata.FALSE
         return empty_text(left) if left.is_text and lookup.rhs == "" else node
-    if side := left.beyond_range(value):  # no remote value lies beyond its type's range
-        below_all = (side > 0) == (op in ("lt", "le"))
-        return odata.Prop(left.path).ne(None) if below_all else odata.FALSE
+    if side := left.beyond_range(value):
+        # No remote value lies beyond its type's range: such a comparison is false of every
+        # record, or true of every one that has a value. Django may make the latter true of
+        # every row, nulls included (PostgreSQL drops the condition): all records are read.
+        true_of_all = (side > 0) == (op in ("lt", "le"))
+        return odata.TRUE if true_of_all else odata.FALSE
     if lookup.lookup_name == "iexact" and t.folds and folded(value) != value:
         prop = odata.Prop(left.path)
         return prop.startswith(folded(value), pattern=True) & prop.endswith(
@@ -409,7 +412,7 @@ def between(t: Translator, lookup, negated: bool) -> odata.Node:
         *([] if left.beyond_range(low) else [prop.ge(low)]),
         *([] if left.beyond_range(high) else [prop.le(high)]),
     ]
-    return odata.and_(*bounds) if bounds else prop.ne(None)
+    return odata.and_(*bounds) if bounds else odata.TRUE  # as for a comparison, above
 
 
 @renders("isnull")

@@ -47,6 +47,7 @@ ENTITY_SETS = (
     "contacts",
     "emails",
     "customeraddresses",
+    "new_samples",
     "sdkmessages",
     "sdkmessagefilters",
 )

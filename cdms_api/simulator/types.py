@@ -293,7 +293,8 @@ class DateTimeOffsetType(EdmType):
     def to_json(self, prop, stored):
         if stored is None:
             return None
-        return (EPOCH + dt.timedelta(seconds=stored)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = EPOCH + dt.timedelta(seconds=stored)
+        return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"  # 0001, not 1
 
     def from_literal(self, prop, literal):
         if isinstance(literal, ast.Date):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdms_api import odata
 from cdms_api.client import CDMSClient
 from cdms_api.errors import NotFound
 from cdms_api.keys import bind
@@ -66,6 +67,10 @@ class CRM:
             return self.client.get(ENTITY_SETS[model], key, select=model.cdms.select)
         except NotFound:
             return None
+
+    def find(self, entity_set: str, prop: str, value: str) -> list[dict]:
+        """The records whose ``prop`` equals ``value`` (as Dataverse compares text)."""
+        return list(self.client.iter(entity_set, filter=odata.Prop(prop).eq(value)))
 
     def all(self, entity_set: str = "accounts") -> list[dict]:
         return list(self.client.iter(entity_set))

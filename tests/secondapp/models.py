@@ -52,3 +52,37 @@ class Person(CDMSModel):
 
     def __str__(self) -> str:
         return f"{self.given_name} {self.surname}".strip()
+
+
+class Sample(CDMSModel):
+    """A column of every type, to try values at the limits. ``amount`` keeps more decimal
+    places locally than the CRM's column, which rounds to 2."""
+
+    name = models.CharField(max_length=100)
+    count = models.IntegerField(null=True)
+    big = models.BigIntegerField(null=True)
+    amount = models.DecimalField(max_digits=19, decimal_places=4, null=True)
+    price = models.DecimalField(max_digits=19, decimal_places=4, null=True)
+    ratio = models.FloatField(null=True)
+    flag = models.BooleanField(null=True)
+    day = models.DateField(null=True)
+    moment = models.DateTimeField(null=True)
+    clock = models.TimeField(null=True)
+
+    class CDMS:
+        entity_set = "new_samples"
+        fields = {
+            "name": "new_name",
+            "count": "new_count",
+            "big": "new_big",
+            "amount": "new_amount",
+            "price": "new_price",
+            "ratio": "new_ratio",
+            "flag": "new_flag",
+            "day": "new_day",
+            "moment": "new_moment",
+            "clock": "new_clock",
+        }
+
+    def __str__(self) -> str:
+        return self.name

@@ -749,6 +749,7 @@ def test_metadata_is_csdl(api):
         "contacts": "Microsoft.Dynamics.CRM.contact",
         "emails": "Microsoft.Dynamics.CRM.email",
         "customeraddresses": "Microsoft.Dynamics.CRM.customeraddress",
+        "new_samples": "Microsoft.Dynamics.CRM.new_sample",
         "sdkmessages": "Microsoft.Dynamics.CRM.sdkmessage",
         "sdkmessagefilters": "Microsoft.Dynamics.CRM.sdkmessagefilter",
     }

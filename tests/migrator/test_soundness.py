@@ -1,0 +1,355 @@
+"""A cache in front of a system of record may be slow; it may never be wrong without saying
+so, and it may never lose data. Each test here reproduces a class of failure a hostile user
+found (a live row deleted on inference, stale or wrong answers, errors where Django answers,
+writes that could not be retried), checked against Django's own answer over a fresh copy of
+the remote where the answer depends on the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import NOT_PROVIDED, Q
+
+from cdms_api.errors import CDMSError, CDMSNotSupported
+from core.models import Contact, Organisation
+from migrator.loader import RemoteNullWarning
+from migrator.sync import SyncLimitWarning
+from migrator.testing import assertNumRemoteCalls
+from tests.migrator.crm import names
+from tests.migrator.test_reads import filter_of
+from tests.secondapp.models import Company, Person, Sample
+from tests.seeded import ACME, CONTOSO, ORGANIC, WIDGETS
+
+orgs = Organisation.objects
+UTC = dt.UTC
+
+
+def fresh_answer(model, condition: Q) -> set:
+    """Django's answer over a complete, fresh copy of the remote; the local table is then
+    emptied, so that the synced read starts from nothing."""
+    list(model.objects.all())
+    expected = set(model.objects.skip_cdms().filter(condition).values_list("cdms_pk", flat=True))
+    model.objects.skip_cdms().all().delete()
+    return expected
+
+
+def synced_answer(model, condition: Q) -> set:
+    return set(model.objects.filter(condition).values_list("cdms_pk", flat=True))
+
+
+def assert_answers_as_django(model, condition: Q) -> None:
+    """The synced read answers what Django answers over a fresh copy of the remote."""
+    expected = fresh_answer(model, condition)
+    assert synced_answer(model, condition) == expected
+
+
+# Data loss ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stale", "local_headcount", "read", "expected"),
+    [
+        ("Alpha Ltd", 1, lambda qs: qs[:1][0], "Beta Ltd"),
+        ("Alpha Ltd", 1, lambda qs: qs.first(), "Beta Ltd"),
+        ("Alpha Ltd", 1, lambda qs: qs.earliest("headcount"), "Beta Ltd"),
+        ("Beta Ltd", 1000, lambda qs: qs.latest("headcount"), "Alpha Ltd"),
+    ],
+    ids=["slice", "first", "earliest", "latest"],
+)
+def test_a_limited_read_never_deletes_a_live_row(crm, stale, local_headcount, read, expected):
+    """A read cut short by ``$top`` says nothing of the records it did not return: a stale
+    row missing from it is re-checked by key, never deleted on inference (its local-only
+    fields and the foreign keys pointing at it would be lost)."""
+    keys = [
+        crm.add(name, numberofemployees=n)["accountid"]
+        for name, n in [("Alpha Ltd", 100), ("Beta Ltd", 5)]
+    ]
+    assert len(list(Company.objects.filter(cdms_pk__in=keys))) == 2
+    Company.objects.skip_cdms().filter(name=stale).update(
+        headcount=local_headcount, cdms_etag='W/"stale"', notes="kept locally"
+    )
+    Person.objects.skip_cdms().create(
+        surname="Local", employer=Company.objects.skip_cdms().get(name=stale)
+    )
+    query = Company.objects.filter(cdms_pk__in=keys).order_by("headcount")
+    assert "$top=1" in query[:1].cdms_query
+
+    assert read(query).name == expected
+    row = Company.objects.skip_cdms().get(name=stale)
+    assert (row.headcount, row.notes) == ({"Alpha Ltd": 100, "Beta Ltd": 5}[stale], "kept locally")
+    assert Person.objects.skip_cdms().get(surname="Local").employer_id == row.pk
+
+
+def test_a_record_absent_from_a_complete_read_by_key_is_deleted(crm):
+    key = crm.add("Gone Ltd")["accountid"]
+    assert Company.objects.get(cdms_pk=key).name == "Gone Ltd"
+    crm.client.delete("accounts", key)
+    with assertNumRemoteCalls(1), pytest.raises(Company.DoesNotExist):
+        Company.objects.get(cdms_pk=key)
+    assert not Company.objects.skip_cdms().filter(cdms_pk=key).exists()
+
+
+# Stale or wrong answers -----------------------------------------------------------------------
+
+
+def test_a_slice_with_an_offset_rechecks_the_rows_before_it(crm, synced):
+    """The rows before an offset decide which rows fall in the slice."""
+    crm.drop(ORGANIC)  # sorts first
+    query = orgs.filter(uk_based=True).order_by("name")[1:3]
+    with assertNumRemoteCalls(2):  # the read, and the re-check of the row it did not return
+        assert [o.name for o in query] == [WIDGETS, CONTOSO]
+    crm.assert_touched_in_sync()
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        Q(name__iexact="KIVANÇ LTD"),
+        Q(name__icontains="kiv"),
+        Q(name__istartswith="KIV"),
+        Q(name__iendswith="STAR CO"),
+        Q(name__icontains="kelvin"),
+        Q(name__iexact="straße co"),
+        Q(name__icontains="é"),
+    ],
+    ids=str,
+)
+def test_case_insensitive_matches_find_what_the_local_database_folds(crm, condition):
+    """PostgreSQL folds characters Dataverse may not (the dotless i with i, the long s with
+    s, the Kelvin sign with k): the remote filter must still select every record the local
+    query can match."""
+    for name in [
+        "K\u0131van\u00e7 Ltd",
+        "Kivanc Ltd",
+        "\u017ftar Co",
+        "\u212aelvin Co",
+        "Straße Co",
+    ]:
+        crm.add(name)
+    assert_answers_as_django(Organisation, condition)
+
+
+def test_the_remote_filter_folds_as_the_local_database_does():
+    query = orgs.filter(name__icontains="kim")
+    expected = (
+        "contains(name,'kim')"
+        if connection.vendor == "sqlite"  # folds ASCII only, as Dataverse does too
+        else "contains(name,'k[Ii\u0131]m')"  # the dotless i is I in upper case
+    )
+    assert filter_of(query) == expected
+
+
+def test_a_write_leaves_the_local_row_as_the_crm_stored_it(crm):
+    """The CRM rounds a decimal to its column's scale and keeps whole seconds: the local row
+    and the instance take what it stored, or a later read, seeing the same ETag, would never
+    correct them."""
+    moment = dt.datetime(2024, 5, 6, 7, 8, 9, 654321, tzinfo=UTC)
+    sample = Sample.objects.create(name="Rounded", amount=Decimal("1.2351"), moment=moment)
+    record = crm.client.get("new_samples", sample.cdms_pk)
+    assert record["new_amount"] == Decimal("1.24")
+    row = Sample.objects.skip_cdms().get(pk=sample.pk)
+    assert row.amount == sample.amount == Decimal("1.24")
+    assert row.moment == sample.moment == moment.replace(microsecond=0)
+
+    sample.amount = Decimal("2.675")
+    sample.save()
+    row = Sample.objects.skip_cdms().get(pk=sample.pk)
+    assert (
+        row.amount == sample.amount == crm.client.get("new_samples", sample.cdms_pk)["new_amount"]
+    )
+    assert Sample.objects.get(pk=sample.pk).amount == row.amount
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "America/New_York"])
+def test_a_date_given_an_aware_datetime_is_the_day_django_stores(crm, settings, zone):
+    settings.TIME_ZONE = zone
+    moment = dt.datetime(2024, 1, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    org = Organisation.objects.create(name="Dated Ltd", founded_on=moment)
+    day = Organisation._meta.get_field("founded_on").to_python(moment)
+    assert crm.client.get("accounts", org.cdms_pk)["new_foundedon"] == day.isoformat()
+    assert orgs.skip_cdms().get(pk=org.pk).founded_on == org.founded_on == day
+
+
+# Errors where Django answers ----------------------------------------------------------------------
+
+INT32 = 2**31
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        Q(employees=INT32),
+        Q(employees__gt=INT32),
+        Q(employees__gte=INT32),
+        Q(employees__lt=INT32),
+        Q(employees__lte=-INT32 - 1),
+        Q(employees__gt=-INT32 - 1),
+        Q(employees__in=[INT32, 45, -INT32 - 5]),
+        Q(employees__range=(-(2**40), 2**40)),
+        Q(employees__range=(INT32, 2**40)),
+        ~Q(employees=INT32),
+        Q(founded_on__year=9999),
+        Q(founded_on__year__gte=9999),
+        Q(founded_on__year__lte=9999),
+        Q(founded_on__year=1),
+        Q(founded_on__lte=dt.date(9999, 12, 31)),
+        Q(founded_on__gte=dt.date(1, 1, 1)),
+    ],
+    ids=str,
+)
+def test_values_beyond_the_remote_types_range_answer_as_django(crm, condition):
+    crm.add("Far Future Ltd", new_foundedon="9999-12-31", numberofemployees=2**31 - 1)
+    crm.add("Year One Ltd", new_foundedon="0001-01-01", numberofemployees=-(2**31))
+    assert_answers_as_django(Organisation, condition)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        Q(moment__date=dt.date(9999, 12, 31)),
+        Q(moment__date__gte=dt.date(9999, 12, 31)),
+        Q(moment__year=9999),
+        Q(moment__year=1),
+        Q(moment__date=dt.date(1, 1, 1)),
+        Q(big__gt=2**63 - 1) | Q(big=2**63 - 1),
+        Q(count__lt=-(2**31) - 1) | Q(count=-(2**31)),
+    ],
+    ids=str,
+)
+def test_datetimes_and_big_integers_at_their_limits_answer_as_django(crm, condition):
+    crm.client.create(
+        "new_samples",
+        {"new_name": "Last", "new_moment": "9999-12-31T09:00:00Z", "new_big": 2**63 - 1},
+    )
+    crm.client.create(
+        "new_samples",
+        {"new_name": "First", "new_moment": "0001-01-01T00:00:00Z", "new_count": -(2**31)},
+    )
+    assert_answers_as_django(Sample, condition)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        Q(moment__date=dt.date(9999, 12, 31)),
+        Q(moment__year=9999),
+        Q(moment__date__lt=dt.date(9999, 12, 31)),
+    ],
+    ids=str,
+)
+def test_the_last_day_in_a_time_zone_ahead_of_utc(crm, settings, condition):
+    """In UTC+14 the last day ends after the last instant a date-time holds."""
+    settings.TIME_ZONE = "Pacific/Kiritimati"
+    crm.client.create("new_samples", {"new_name": "Last", "new_moment": "9999-12-31T09:00:00Z"})
+    crm.client.create("new_samples", {"new_name": "Eve", "new_moment": "9999-12-30T09:00:00Z"})
+    assert_answers_as_django(Sample, condition)
+
+
+def test_a_list_too_long_for_any_request_is_relaxed_not_sent(crm, synced, settings):
+    """A negated list cannot be split over requests: it is relaxed; what then constrains
+    nothing is refused, or read in full where that is allowed."""
+    many = list(range(5000))
+    with assertNumRemoteCalls(0), pytest.raises(CDMSNotSupported, match="too long"):
+        list(orgs.exclude(employees__in=many))
+    settings.CDMS = {**settings.CDMS, "ALLOW_FULL_READS": True}
+    with pytest.warns(SyncLimitWarning):
+        expected = names(orgs.skip_cdms().exclude(employees__in=many))
+        assert names(orgs.exclude(employees__in=many)) == expected
+
+
+def test_a_value_too_long_for_any_request_is_relaxed(crm, synced):
+    query = orgs.filter(name="x" * 40_000, employees=45)
+    assert filter_of(query) == "numberofemployees eq 45"
+    with assertNumRemoteCalls(1):
+        assert names(query) == set()
+
+
+def test_a_remote_null_in_a_field_with_a_default_reads_as_the_default(crm):
+    key = crm.add("Nobody Counted Ltd")["accountid"]
+    assert Company.objects.get(cdms_pk=key).headcount == 0
+
+
+def test_a_remote_null_a_field_cannot_hold_does_not_fail_the_read(crm, monkeypatch):
+    """Without a default the record cannot be stored: it is left out, with a warning that
+    names it; the rest of the read goes on (``manage.py check`` warns of such fields)."""
+    monkeypatch.setattr(Company._meta.get_field("headcount"), "default", NOT_PROVIDED)
+    nobody = crm.add("Nobody Counted Ltd")["accountid"]
+    counted = crm.add("Counted Ltd", numberofemployees=3)["accountid"]
+    with pytest.warns(RemoteNullWarning, match=f"accounts\\({nobody}\\) has null"):
+        rows = list(Company.objects.filter(cdms_pk__in=[nobody, counted]))
+    assert [str(row.cdms_pk) for row in rows] == [counted]
+
+
+def test_describing_a_query_leaves_it_as_it_was(synced):
+    query = orgs.filter(Q(contacts__first_name="Ada") | Q(name=CONTOSO)).order_by("name")
+    sql = str(query.query)
+    query.cdms_query  # noqa: B018
+    assert str(query.query) == sql
+    assert names(query) == {ACME, CONTOSO}
+
+
+# Writes that can be retried ----------------------------------------------------------------------
+
+
+def lost_answers(simulator) -> None:
+    """Every request to accounts is applied and then answered 503, the read-back included:
+    the client cannot find out whether its write happened."""
+    simulator.add_faults(
+        {
+            "method": "*",
+            "path": "/accounts",
+            "times": None,
+            "action": "apply_then_fail",
+            "status": 503,
+        }
+    )
+
+
+def test_a_retried_create_adopts_the_record_its_lost_answer_created(crm, cdms_simulator):
+    org = Organisation(name="Retried Ltd", employees=3)
+    lost_answers(cdms_simulator)
+    with pytest.raises(CDMSError):
+        org.save()
+    assert not orgs.skip_cdms().filter(name="Retried Ltd").exists()
+    cdms_simulator.clear_faults()
+
+    org.employees = 4  # changed in between: the retry sends it
+    org.save()
+    [record] = crm.find("accounts", "name", "Retried Ltd")
+    assert record["accountid"] == str(org.cdms_pk)
+    assert record["numberofemployees"] == orgs.skip_cdms().get(pk=org.pk).employees == 4
+
+
+def test_a_failed_block_retried_with_the_same_instances_creates_nothing_twice(crm, cdms_simulator):
+    """Within ``transaction.atomic()`` an earlier save's record stays in the CRM when a later
+    save fails (its local row is rolled back); retried with the same instances, which keep
+    their keys, the block creates each record once."""
+    org = Organisation(name="Block Ltd")
+    person = Contact(last_name="Blocked")
+
+    def block():
+        with transaction.atomic():
+            org.save()
+            person.organisation = org
+            person.save()
+
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": "/contacts$", "times": None, "status": 400}
+    )
+    with pytest.raises(CDMSError):
+        block()
+    assert not orgs.skip_cdms().filter(name="Block Ltd").exists()  # rolled back locally
+    assert len(crm.find("accounts", "name", "Block Ltd")) == 1  # left in the CRM
+
+    cdms_simulator.clear_faults()
+    block()
+    [account] = crm.find("accounts", "name", "Block Ltd")
+    [contact] = crm.find("contacts", "lastname", "Blocked")
+    assert account["accountid"] == str(org.cdms_pk)
+    assert contact["_parentcustomerid_value"] == str(org.cdms_pk)
+    assert orgs.skip_cdms().get(pk=org.pk).cdms_pk == org.cdms_pk
+    assert Contact.objects.skip_cdms().get(pk=person.pk).organisation_id == org.pk
