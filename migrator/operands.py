@@ -38,6 +38,17 @@ class Operand:
         return self.kind == "field" and isinstance(self.field, models.CharField | models.TextField)
 
     @property
+    def reads_null_as_default(self) -> bool:
+        """A field that cannot be null locally and holds its default where the remote has
+        null (``loader.values_of``)."""
+        return (
+            self.kind == "field"
+            and not self.field.null
+            and self.field.has_default()
+            and self.mapping.to_python(None) is None
+        )
+
+    @property
     def is_plain(self) -> bool:
         """A mapped value column: not a key, not a lookup."""
         return self.kind == "field" and not self.mapping.is_lookup

@@ -104,7 +104,9 @@ class Translator(RelationConditions):
     def translate(self) -> RemotePlan:
         where = self.query.where
         node = self.walk(where, negations=0) if where.children else odata.TRUE
-        orderby, top = self.ordering()
+        orderby, top, storable = self.ordering()
+        if top is not None:  # the first records must be ones the loader can store
+            node = odata.and_(node, *storable)
         keys = self.key_set(node)
         refresh = forward_joins(self.query)
         backfill = list(dict.fromkeys([*self.backfill, *reverse_joins(self.query)]))
@@ -185,8 +187,14 @@ class Translator(RelationConditions):
         base = base_column(lookup.lhs)
         if isinstance(base, Col) and isinstance(base.target, models.CharField | models.TextField):
             self.exact = False  # Dataverse compares text case-insensitively: a superset
-        if negated and not isinstance(node, odata.Constant | odata.IsNull):
-            node = node & odata.Prop(self.operand(base_column(lookup.lhs)).path).ne(None)
+        if isinstance(node, odata.Constant | odata.IsNull):
+            return node
+        left = self.operand(base)
+        if negated:  # not (x eq 5) is unknown remotely where x is null: keep those records
+            return node & odata.Prop(left.path).ne(None)
+        if left.reads_null_as_default:  # the default a remote null reads as may match
+            self.exact = False
+            return node | odata.Prop(left.path).is_null()
         return node
 
     def operand(self, expression: Any) -> Operand:
@@ -215,9 +223,10 @@ class Translator(RelationConditions):
         return Operand("/".join([*navigation, fm.remote]), target, "field", fm, bool(navigation))
 
     # ordering and slicing -----------------------------------------------------------------------
-    def ordering(self) -> tuple[list[str], int | None]:
+    def ordering(self) -> tuple[list[str], int | None, list[odata.Node]]:
         """``$orderby`` for the mapped ordering fields, and ``$top`` for a slice when the
-        remote can order exactly as the local query does."""
+        remote can order exactly as the local query does, with the conditions that keep out
+        of the first records those the loader cannot store."""
         query = self.query
         names = list(query.order_by) or (
             list(query.get_meta().ordering) if query.default_ordering else []
@@ -229,8 +238,10 @@ class Translator(RelationConditions):
             )
         # $top is sound only if the remote returns exactly the true matches and orders them
         # exactly as the local database: not text (another collation), not nullable columns
-        # (where nulls sort differs by database), not lookups (GUIDs vs local ids)
-        orderby, complete = [], self.exact
+        # (where nulls sort differs by database), not a null read as a default (it sorts
+        # elsewhere remotely), not lookups (GUIDs vs local ids). A remote null in a non-null
+        # field without a default cannot be stored: those records are left out of the read.
+        orderby, complete, storable = [], self.exact, []
         for name in names:
             fm = None
             if isinstance(name, str):
@@ -242,12 +253,14 @@ class Translator(RelationConditions):
             if (
                 fm.is_lookup
                 or fm.field.null
+                or fm.field.has_default()
                 or isinstance(fm.field, models.CharField | models.TextField)
             ):
                 complete = False
+            storable.append(odata.Prop(fm.remote).ne(None))
         plain = not (query.distinct or query.group_by or query.combinator)
         top = query.high_mark if query.high_mark is not None and complete and plain else None
-        return orderby, top
+        return orderby, top, storable
 
     def key_set(self, node: odata.Node) -> frozenset[str] | None:
         """The keys, when the whole filter is ``key eq k`` or ``key In (...)``."""

@@ -50,38 +50,54 @@ def assert_answers_as_django(model, condition: Q) -> None:
 # Data loss ---------------------------------------------------------------------------------------
 
 
+def sample(crm, name: str, **values) -> str:
+    """A new_samples record made behind the ORM's back; its key."""
+    record = crm.client.create("new_samples", {"new_name": name, "new_rank": 0, **values})
+    return record["new_sampleid"]
+
+
 @pytest.mark.parametrize(
-    ("stale", "local_headcount", "read", "expected"),
+    ("stale", "local_rank", "read", "expected"),
     [
-        ("Alpha Ltd", 1, lambda qs: qs[:1][0], "Beta Ltd"),
-        ("Alpha Ltd", 1, lambda qs: qs.first(), "Beta Ltd"),
-        ("Alpha Ltd", 1, lambda qs: qs.earliest("headcount"), "Beta Ltd"),
-        ("Beta Ltd", 1000, lambda qs: qs.latest("headcount"), "Alpha Ltd"),
+        ("Alpha", 1, lambda qs: qs[:1][0], "Beta"),
+        ("Alpha", 1, lambda qs: qs.first(), "Beta"),
+        ("Alpha", 1, lambda qs: qs.earliest("rank"), "Beta"),
+        ("Beta", 1000, lambda qs: qs.latest("rank"), "Alpha"),
     ],
     ids=["slice", "first", "earliest", "latest"],
 )
-def test_a_limited_read_never_deletes_a_live_row(crm, stale, local_headcount, read, expected):
+def test_a_limited_read_never_deletes_a_live_row(crm, stale, local_rank, read, expected):
     """A read cut short by ``$top`` says nothing of the records it did not return: a stale
-    row missing from it is re-checked by key, never deleted on inference (its local-only
-    fields and the foreign keys pointing at it would be lost)."""
-    keys = [
-        crm.add(name, numberofemployees=n)["accountid"]
-        for name, n in [("Alpha Ltd", 100), ("Beta Ltd", 5)]
-    ]
-    assert len(list(Company.objects.filter(cdms_pk__in=keys))) == 2
-    Company.objects.skip_cdms().filter(name=stale).update(
-        headcount=local_headcount, cdms_etag='W/"stale"', notes="kept locally"
-    )
-    Person.objects.skip_cdms().create(
-        surname="Local", employer=Company.objects.skip_cdms().get(name=stale)
-    )
-    query = Company.objects.filter(cdms_pk__in=keys).order_by("headcount")
+    row missing from it is re-checked by key, never deleted on inference (what only the
+    local row holds would be lost)."""
+    keys = [sample(crm, "Alpha", new_rank=100), sample(crm, "Beta", new_rank=5)]
+    assert len(list(Sample.objects.filter(cdms_pk__in=keys))) == 2
+    Sample.objects.skip_cdms().filter(name=stale).update(rank=local_rank, cdms_etag='W/"stale"')
+    query = Sample.objects.filter(cdms_pk__in=keys).order_by("rank")
     assert "$top=1" in query[:1].cdms_query
+    assert "new_rank ne null" in filter_of(query[:1])  # a record without a rank cannot be stored
 
     assert read(query).name == expected
-    row = Company.objects.skip_cdms().get(name=stale)
-    assert (row.headcount, row.notes) == ({"Alpha Ltd": 100, "Beta Ltd": 5}[stale], "kept locally")
-    assert Person.objects.skip_cdms().get(surname="Local").employer_id == row.pk
+    assert Sample.objects.skip_cdms().get(name=stale).rank == {"Alpha": 100, "Beta": 5}[stale]
+
+
+def test_a_read_cut_short_keeps_rows_their_local_fields_and_the_keys_pointing_at_them(crm):
+    """The same with a second app's models: local-only fields and a ``SET_NULL`` foreign key
+    pointing at the row stay. (``headcount`` reads the remote's null as its default, which
+    sorts elsewhere remotely, so its order is not the remote's: no ``$top``.)"""
+    keys = [crm.add(n, numberofemployees=e)["accountid"] for n, e in [("Alpha", 100), ("Beta", 5)]]
+    list(Company.objects.filter(cdms_pk__in=keys))
+    alpha = Company.objects.skip_cdms().get(name="Alpha")
+    Company.objects.skip_cdms().filter(pk=alpha.pk).update(
+        headcount=1, cdms_etag='W/"stale"', notes="kept locally"
+    )
+    Person.objects.skip_cdms().create(surname="Local", employer=alpha)
+    query = Company.objects.filter(cdms_pk__in=keys).order_by("headcount")
+    assert "$top" not in query[:1].cdms_query
+    assert query.first().name == "Beta"
+    alpha = Company.objects.skip_cdms().get(pk=alpha.pk)
+    assert (alpha.headcount, alpha.notes) == (100, "kept locally")
+    assert Person.objects.skip_cdms().get(surname="Local").employer_id == alpha.pk
 
 
 def test_a_record_absent_from_a_complete_read_by_key_is_deleted(crm):
@@ -148,7 +164,7 @@ def test_a_write_leaves_the_local_row_as_the_crm_stored_it(crm):
     and the instance take what it stored, or a later read, seeing the same ETag, would never
     correct them."""
     moment = dt.datetime(2024, 5, 6, 7, 8, 9, 654321, tzinfo=UTC)
-    sample = Sample.objects.create(name="Rounded", amount=Decimal("1.2351"), moment=moment)
+    sample = Sample.objects.create(name="Rounded", rank=1, amount=Decimal("1.2351"), moment=moment)
     record = crm.client.get("new_samples", sample.cdms_pk)
     assert record["new_amount"] == Decimal("1.24")
     row = Sample.objects.skip_cdms().get(pk=sample.pk)
@@ -221,14 +237,8 @@ def test_values_beyond_the_remote_types_range_answer_as_django(crm, condition):
     ids=str,
 )
 def test_datetimes_and_big_integers_at_their_limits_answer_as_django(crm, condition):
-    crm.client.create(
-        "new_samples",
-        {"new_name": "Last", "new_moment": "9999-12-31T09:00:00Z", "new_big": 2**63 - 1},
-    )
-    crm.client.create(
-        "new_samples",
-        {"new_name": "First", "new_moment": "0001-01-01T00:00:00Z", "new_count": -(2**31)},
-    )
+    sample(crm, "Last", new_moment="9999-12-31T09:00:00Z", new_big=2**63 - 1)
+    sample(crm, "First", new_moment="0001-01-01T00:00:00Z", new_count=-(2**31))
     assert_answers_as_django(Sample, condition)
 
 
@@ -244,8 +254,8 @@ def test_datetimes_and_big_integers_at_their_limits_answer_as_django(crm, condit
 def test_the_last_day_in_a_time_zone_ahead_of_utc(crm, settings, condition):
     """In UTC+14 the last day ends after the last instant a date-time holds."""
     settings.TIME_ZONE = "Pacific/Kiritimati"
-    crm.client.create("new_samples", {"new_name": "Last", "new_moment": "9999-12-31T09:00:00Z"})
-    crm.client.create("new_samples", {"new_name": "Eve", "new_moment": "9999-12-30T09:00:00Z"})
+    sample(crm, "Last", new_moment="9999-12-31T09:00:00Z")
+    sample(crm, "Eve", new_moment="9999-12-30T09:00:00Z")
     assert_answers_as_django(Sample, condition)
 
 

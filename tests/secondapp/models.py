@@ -56,9 +56,11 @@ class Person(CDMSModel):
 
 class Sample(CDMSModel):
     """A column of every type, to try values at the limits. ``amount`` keeps more decimal
-    places locally than the CRM's column, which rounds to 2."""
+    places locally than the CRM's column, which rounds to 2; ``rank`` cannot be null and
+    has no default (a record without a rank cannot be stored)."""
 
     name = models.CharField(max_length=100)
+    rank = models.IntegerField()
     count = models.IntegerField(null=True)
     big = models.BigIntegerField(null=True)
     amount = models.DecimalField(max_digits=19, decimal_places=4, null=True)
@@ -73,6 +75,7 @@ class Sample(CDMSModel):
         entity_set = "new_samples"
         fields = {
             "name": "new_name",
+            "rank": "new_rank",
             "count": "new_count",
             "big": "new_big",
             "amount": "new_amount",
