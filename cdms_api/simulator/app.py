@@ -21,6 +21,7 @@ from . import batch
 from .auth import TokenIssuer
 from .control import FaultRule, Faults, Journal, Throttle
 from .errors import QUERY_SYNTAX, UNAUTHORIZED, UNEXPECTED, DataverseError, bad_query, not_found
+from .functions import FUNCTION, call_function
 from .metadata import csdl
 from .options import Preferences, ReadOptions, parse_expand, parse_read_options, parse_select
 from .reads import CollectionRead, context_url, etag, expansions, represent
@@ -115,6 +116,19 @@ class Simulator:
         entity_set = self.entity_set(entity_set_name)
         with self.store.transaction():
             return [self.writer.create(entity_set, record)[0] for record in records]
+
+    def change_feed(self, entity_set_name: str, tracking: bool | None = None, expire: bool = False):
+        """Turn an entity set's change tracking on or off (until the next reset), and/or
+        expire its change log, so that every delta link issued so far is refused."""
+        entity_set = self.entity_set(entity_set_name)
+        if tracking is not None and not isinstance(tracking, bool):
+            raise ValueError("tracking must be true or false")
+        if not isinstance(expire, bool):
+            raise ValueError("expire must be true or false")
+        if tracking is not None:
+            self.store.set_change_tracking(entity_set, tracking)
+        if expire:
+            self.store.expire_changes(entity_set)
 
     def entity_set(self, name: str) -> EntitySet:
         try:
@@ -254,6 +268,13 @@ class Simulator:
         if resource == "$batch":
             self.allow(method, "POST")
             return batch.handle(self, request)
+        if function := FUNCTION.match(resource):
+            self.allow(method, "GET")
+            return json_response(
+                call_function(
+                    self.schema, self.store, self.base_url(request), function, request.args
+                )
+            )
         match = ENTITY.match(resource)
         if not match:
             segment = resource.split("/")[0].split("(")[0]
@@ -406,6 +427,9 @@ class Simulator:
                     self.tokens.override_lifetime(float(body["lifetime_s"]))
                 if (body or {}).get("expire_all"):
                     self.tokens.expire_all()
+                return empty(204)
+            if action[0] == "POST" and action[1].startswith("changes/"):
+                self.change_feed(action[1][len("changes/") :], **(body or {}))
                 return empty(204)
             if action[0] == "POST" and action[1].startswith("load/"):
                 keys = self.load(action[1][len("load/") :], body or [])

@@ -53,6 +53,7 @@ class EntitySet:
     properties: dict[str, Property]
     navigations: dict[str, Property] = field(default_factory=dict)
     collections: dict[str, CollectionNavigation] = field(default_factory=dict)
+    change_tracking: bool = True
 
     @property
     def key_property(self) -> Property:
@@ -139,4 +140,9 @@ def _entity_set(name: str, spec: dict[str, Any]) -> EntitySet:
     versionnumber = Property("versionnumber", TYPES["Int64"], "versionnumber", entity_type)
     versionnumber.read_only = True
     properties["versionnumber"] = versionnumber
-    return EntitySet(name, entity_type, spec["key"], properties, navigations)
+    tracking = spec.get("change_tracking", True)
+    if not isinstance(tracking, bool):
+        raise ValueError(f"{name}: change_tracking must be true or false")
+    return EntitySet(
+        name, entity_type, spec["key"], properties, navigations, change_tracking=tracking
+    )

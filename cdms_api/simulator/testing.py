@@ -87,6 +87,14 @@ class SimulatorHandle:
             body["lifetime_s"] = lifetime_s
         self._call("POST", "tokens", body)
 
+    def change_tracking(self, entity_set: str, enabled: bool) -> None:
+        """Turn the entity set's change tracking on or off, until the next reset."""
+        self._call("POST", f"changes/{entity_set}", {"tracking": enabled})
+
+    def expire_changes(self, entity_set: str) -> None:
+        """Expire the entity set's change log: every delta link issued so far is refused."""
+        self._call("POST", f"changes/{entity_set}", {"expire": True})
+
     def load(self, entity_set: str, records: list[dict]) -> list[str]:
         """Create many records at once (same validation as POST); returns their keys."""
         return self._call("POST", f"load/{entity_set}", records)["keys"]
