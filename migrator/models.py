@@ -11,6 +11,9 @@ from django.utils.functional import classproperty
 from . import writes
 from .manager import CDMSManager
 from .mapping import Mapping
+from .state import SeenKey, SyncState
+
+__all__ = ["CDMSModel", "SeenKey", "SyncState"]
 
 
 class CDMSModel(models.Model):
