@@ -253,9 +253,11 @@ class _Run:
                 )
             self.consume(pages, seen=False, last=self.incremental_complete)
         except ChangeTrackingNotEnabled:
+            self.kinds.pop()
             self.without_change_tracking()
             return self.full(self.state.note)
         except ChangesExpired:
+            self.kinds.pop()
             return self.full(self.expired())
         if state.mode == Mode.WATERMARK and self.sweep_due():
             self.sweep()

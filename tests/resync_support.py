@@ -82,3 +82,13 @@ def load(simulator: SimulatorHandle, entity_set: str, records: list[dict]) -> li
         for start in range(0, len(records), 5000)
         for key in simulator.load(entity_set, records[start : start + 5000])
     ]
+
+
+def use_test_broker(app, queue: str) -> None:
+    """Point the Celery app at the tests' Redis, its tasks on a queue of the test run's own."""
+    app.conf.update(
+        broker_url=TEST_REDIS_URL,
+        result_backend=TEST_REDIS_URL,
+        task_default_queue=queue,
+        broker_connection_retry_on_startup=False,
+    )

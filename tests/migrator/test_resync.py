@@ -147,7 +147,9 @@ def test_inbound_writes_fire_post_save_post_delete_and_records_synced(
     heard = []
 
     def saved(sender, instance, created, **kwargs):
-        heard.append(("saved", str(instance), created, signals.is_inbound(), kwargs.get("cdms_sync")))
+        heard.append(
+            ("saved", str(instance), created, signals.is_inbound(), kwargs.get("cdms_sync"))
+        )
 
     def deleted(sender, instance, **kwargs):
         heard.append(("deleted", str(instance), signals.is_inbound()))
