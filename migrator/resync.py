@@ -104,6 +104,19 @@ def synced_models() -> list[type[CDMSModel]]:
     return ordered
 
 
+def models_named(labels: Iterable[str]) -> list[type[CDMSModel]]:
+    """The synced models named ``app_label.ModelName`` (all of them, related first, when
+    none is named); ``LookupError`` for a name that is not one."""
+    synced = synced_models()
+    named = []
+    for label in labels:
+        model = apps.get_model(label)  # LookupError for an unknown one
+        if model not in synced:
+            raise LookupError(f"{label} is not a synced model (a CDMSModel with an entity set)")
+        named.append(model)
+    return named or synced
+
+
 def resync(model: type[CDMSModel], full: bool = False, progress: Progress | None = None) -> Outcome:
     """Bring the model's table in step: go on with a run that stopped halfway, then (or
     else) a full resync if asked, or if never in step, and an incremental one otherwise.
@@ -287,6 +300,8 @@ class _Run:
         the watermark, the keys seen), in one transaction per page."""
         state = self.state
         key = self.mapping.key
+        if self.progress is not None:
+            self.progress(state.records_done, total)
         for page in pages:
             with transaction.atomic():
                 if write:

@@ -1,6 +1,12 @@
-import pytest
+import uuid
 
+import celery.contrib.testing.tasks  # noqa: F401  (the ping task a test worker is checked with)
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from core import celery_app
 from migrator import remote
+from tests.resync_support import require_redis, use_test_broker
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +24,15 @@ def cdms_remote(cdms_simulator, settings, db):
     remote.reset()
     yield cdms_simulator
     remote.reset()
+
+
+@pytest.fixture(scope="session")
+def worker():
+    """A Celery worker in this process (two threads), on the tests' Redis and a queue of this
+    test run's own. Its tasks see the test's settings; tests using it need committed data
+    (``django_db(transaction=True)``)."""
+    require_redis()
+    use_test_broker(celery_app)
+    celery_app.conf.task_default_queue = f"cdms-test-{uuid.uuid4().hex}"
+    with start_worker(celery_app, pool="threads", concurrency=2, loglevel="WARNING") as worker:
+        yield worker

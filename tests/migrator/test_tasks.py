@@ -1,18 +1,15 @@
-"""The Celery tasks with the real Redis broker and a real worker (in this process, on threads
-of its own): full and incremental resyncs, one at a time, a 429 storm, an expired delta link,
-a table without change tracking. The worker killed halfway is in ``test_worker_process.py``."""
+"""The Celery tasks with the real Redis broker and a real worker (``worker``: in this
+process, on threads of its own): full and incremental resyncs, one at a time, a 429 storm, an
+expired delta link, a table without change tracking. The worker killed halfway is in
+``test_worker_process.py``."""
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 
-import celery.contrib.testing.tasks  # noqa: F401  (the ping task the worker is checked with)
 import pytest
-from celery.contrib.testing.worker import start_worker
 
-from core import celery_app
 from core.models import Contact, Organisation
 from migrator import remote
 from migrator.state import SyncState
@@ -23,21 +20,11 @@ from tests.resync_support import (
     load,
     local_state,
     remote_state,
-    require_redis,
     resync_settings,
-    use_test_broker,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT_S = 120
-
-
-@pytest.fixture(scope="module")
-def worker():
-    require_redis()
-    use_test_broker(celery_app, f"cdms-test-{uuid.uuid4().hex}")
-    with start_worker(celery_app, pool="threads", concurrency=2, loglevel="WARNING") as worker:
-        yield worker
 
 
 @pytest.fixture(autouse=True)

@@ -96,7 +96,7 @@ def wait_for(condition, timeout: float = 120, what: str = "") -> None:
 def test_a_worker_killed_halfway_through_a_full_resync(cdms_simulator, settings, tmp_path):
     require_redis()
     queue = f"cdms-test-{uuid.uuid4().hex}"
-    use_test_broker(celery_app, queue)
+    use_test_broker(celery_app)
     settings.CDMS = resync_settings(cdms_simulator, PAGE_SIZE=PAGE_SIZE)
     remote.reset()
     load(cdms_simulator, "accounts", accounts(RECORDS))
@@ -108,7 +108,7 @@ def test_a_worker_killed_halfway_through_a_full_resync(cdms_simulator, settings,
     log = (tmp_path / "workers.log").open("w")
 
     with worker_process(queue, log) as first:
-        resync_model.delay("core.Organisation", full=True)
+        resync_model.apply_async(("core.Organisation",), {"full": True}, queue=queue)
         wait_for(lambda: state.filter(records_done__gte=RECORDS // 2).exists(), what="half")
         first.kill()  # SIGKILL: no cleanup of any kind
         first.wait(timeout=30)
@@ -121,7 +121,8 @@ def test_a_worker_killed_halfway_through_a_full_resync(cdms_simulator, settings,
     )
 
     with worker_process(queue, log):
-        outcome = resync_model.delay("core.Organisation").get(timeout=120)  # as beat would
+        again = resync_model.apply_async(("core.Organisation",), queue=queue)  # as beat would
+        outcome = again.get(timeout=120)
 
     assert outcome["kinds"] == ["full"]
     assert (outcome["created"], outcome["updated"], outcome["deleted"]) == (RECORDS + 10, 0, 0)
