@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from cdms_api import errors
 from cdms_api.client import CDMSClient
 from cdms_api.keys import bind
+from cdms_api.metadata import LookupInfo
 from cdms_api.odata import FilterTooLong
 from cdms_api.retry import RetryPolicy
 from cdms_api.simulator.seed import demo_key
@@ -363,6 +364,14 @@ def test_metadata_lists_entity_sets_and_types(client):
     assert accounts.properties["_parentaccountid_value"] == "Edm.Guid"
     assert accounts.navigations["parentaccountid"] == "account"
     assert metadata["contacts"].navigations["parentcustomerid_account"] == "account"
+    assert accounts.facets["name"] == {"MaxLength": "160"}
+    assert accounts.facets["revenue"] == {"Precision": "19", "Scale": "4"}
+    assert accounts.lookups["parentaccountid"] == LookupInfo(
+        "_parentaccountid_value", "account_parent_account"
+    )
+    assert metadata["contacts"].lookups["parentcustomerid_account"].value == (
+        "_parentcustomerid_value"
+    )
 
 
 # faults and retries ---------------------------------------------------------------------------
