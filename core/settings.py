@@ -92,6 +92,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "cdms_api": {"handlers": ["console"], "level": os.environ.get("CDMS_LOG_LEVEL", "WARNING")}
+        "cdms_api": {"handlers": ["console"], "level": os.environ.get("CDMS_LOG_LEVEL", "WARNING")},
+        "migrator": {"handlers": ["console"], "level": os.environ.get("CDMS_LOG_LEVEL", "WARNING")},
     },
 }

@@ -186,9 +186,12 @@ class _Run:
         state.status = Status.OK
         state.save()
 
-    def full(self, note: str = "") -> None:
+    def full(self, note: str = "", tracked: bool = True) -> None:
+        """A full resync, by change tracking unless the remote said the table has none."""
         if note:
             self.state.note = note
+        if tracked:
+            self.state.mode = Mode.CHANGES  # tried again: the table may have it by now
         self.begin(Phase.FULL)
         self.read_full()
 
@@ -240,7 +243,7 @@ class _Run:
             except ChangeTrackingNotEnabled:
                 self.without_change_tracking()
                 self.kinds.pop()
-                return self.full(self.state.note)
+                return self.full(self.state.note, tracked=False)
             except ChangesExpired:
                 self.kinds.pop()
                 return self.full(self.expired())
@@ -268,7 +271,7 @@ class _Run:
         except ChangeTrackingNotEnabled:
             self.kinds.pop()
             self.without_change_tracking()
-            return self.full(self.state.note)
+            return self.full(self.state.note, tracked=False)
         except ChangesExpired:
             self.kinds.pop()
             return self.full(self.expired())

@@ -49,7 +49,8 @@ def resync_model(self, label: str, full: bool = False) -> dict:
         delay = retry_delay(error, self.request.retries)
         SyncState.objects.filter(model=label).update(
             status=SyncState.Status.RETRYING,
-            note=f"retry {self.request.retries + 1} of {limit} in {delay:.0f} s",
+            last_error=f"{type(error).__name__}: {error} (retry {self.request.retries + 1} of "
+            f"{limit} in {delay:.0f} s)",
         )
         logger.warning("%s: %s; retrying in %.1f s", label, error, delay)
         raise self.retry(exc=error, countdown=delay, max_retries=limit) from error
