@@ -47,17 +47,11 @@ def main(argv: list[str] | None = None) -> dict:
     organisation = apps.get_model("core", "Organisation")
     figures: dict = {"sizes": {}}
     with simulator_process(seed="none") as simulator:
-        cdms = {
-            "BASE_URL": simulator.base_url,
-            "AUTH": {
-                "TOKEN_URL": simulator.token_url,
-                "CLIENT_ID": simulator.client_id,
-                "CLIENT_SECRET": simulator.client_secret,
-            },
-            "PAGE_SIZE": args.page_size,
-            "LOCK_URL": args.lock_url or settings.CELERY_BROKER_URL,
-            "LOCK_PREFIX": f"cdms-benchmark:{uuid.uuid4().hex}:",  # its own simulator, its own lock
-        }
+        cdms = simulator.client_settings(
+            PAGE_SIZE=args.page_size,
+            LOCK_URL=args.lock_url or settings.CELERY_BROKER_URL,
+            LOCK_PREFIX=f"cdms-benchmark:{uuid.uuid4().hex}:",  # its own simulator, its own lock
+        )
         with override_settings(CDMS=cdms, DEBUG=False):
             remote.reset()
             for size in args.sizes:
@@ -133,12 +127,7 @@ def incremental(simulator: SimulatorHandle, model, changes: int) -> dict:
     started = time.perf_counter()
     resync(model, full=True)
     full_s, full_requests = time.perf_counter() - started, len(requests)
-    crm = CDMSClient(
-        simulator.base_url,
-        token_url=simulator.token_url,
-        client_id=simulator.client_id,
-        client_secret=simulator.client_secret,
-    )
+    crm = CDMSClient.from_settings(simulator.client_settings())
     keys = [str(k) for k in model._base_manager.values_list("cdms_pk", flat=True)[:changes]]
     for number, key in enumerate(keys):
         crm.update("accounts", key, {"numberofemployees": 100_000 + number})

@@ -11,6 +11,8 @@ from cdms_api.client import CDMSClient
 from cdms_api.simulator.testing import SimulatorHandle
 from tests.services import require_service
 
+#: retries that do not slow the tests down
+FAST_RETRY = {"attempts": 3, "backoff_s": 0.01, "budget_s": 5}
 #: a Redis database of the tests' own, for the Celery broker, its results and resync locks
 TEST_REDIS_URL = os.environ.get("CDMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")
 
@@ -23,29 +25,18 @@ def require_redis() -> None:
 def resync_settings(simulator: SimulatorHandle, **more) -> dict:
     """``settings.CDMS`` for a resync against the simulator: fast retries, locks in the
     tests' Redis under a prefix no other run shares, a short lock lifetime."""
-    return {
-        "BASE_URL": simulator.base_url,
-        "AUTH": {
-            "TOKEN_URL": simulator.token_url,
-            "CLIENT_ID": simulator.client_id,
-            "CLIENT_SECRET": simulator.client_secret,
-        },
-        "RETRY": {"attempts": 3, "backoff_s": 0.01, "budget_s": 5},
-        "LOCK_URL": TEST_REDIS_URL,
-        "LOCK_PREFIX": f"cdms-test:{uuid.uuid4().hex}:",
-        "RESYNC_LOCK_TTL_S": 3,
+    return simulator.client_settings(
+        RETRY=FAST_RETRY,
+        LOCK_URL=TEST_REDIS_URL,
+        LOCK_PREFIX=f"cdms-test:{uuid.uuid4().hex}:",
+        RESYNC_LOCK_TTL_S=3,
         **more,
-    }
+    )
 
 
 def crm_client(simulator: SimulatorHandle) -> CDMSClient:
     """A client of the test's own: its requests are not the project's."""
-    return CDMSClient(
-        simulator.base_url,
-        token_url=simulator.token_url,
-        client_id=simulator.client_id,
-        client_secret=simulator.client_secret,
-    )
+    return CDMSClient.from_settings(simulator.client_settings())
 
 
 def remote_state(client: CDMSClient, entity_set: str) -> dict[str, str]:

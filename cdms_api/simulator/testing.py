@@ -27,6 +27,19 @@ class SimulatorHandle:
         self.token_url = self.root_url + "/oauth2/token"
         self._admin = requests.Session()
 
+    def client_settings(self, **more: Any) -> dict[str, Any]:
+        """Settings of a client of this simulator, in the shape ``CDMSClient.from_settings``
+        (and a Django project's ``settings.CDMS``) takes, with ``more`` added."""
+        return {
+            "BASE_URL": self.base_url,
+            "AUTH": {
+                "TOKEN_URL": self.token_url,
+                "CLIENT_ID": self.client_id,
+                "CLIENT_SECRET": self.client_secret,
+            },
+            **more,
+        }
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         """Decimals travel as exact JSON numbers, as the Web API writes them."""
         response = self._admin.request(

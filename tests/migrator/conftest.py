@@ -6,21 +6,13 @@ from celery.contrib.testing.worker import start_worker
 
 from core import celery_app
 from migrator import remote
-from tests.resync_support import require_redis, use_test_broker
+from tests.resync_support import FAST_RETRY, crm_client, require_redis, use_test_broker
 
 
 @pytest.fixture(autouse=True)
 def cdms_remote(cdms_simulator, settings, db):
     """Point the project at the per-test simulator, with fast retries."""
-    settings.CDMS = {
-        "BASE_URL": cdms_simulator.base_url,
-        "AUTH": {
-            "TOKEN_URL": cdms_simulator.token_url,
-            "CLIENT_ID": cdms_simulator.client_id,
-            "CLIENT_SECRET": cdms_simulator.client_secret,
-        },
-        "RETRY": {"attempts": 3, "backoff_s": 0.01, "budget_s": 5},
-    }
+    settings.CDMS = cdms_simulator.client_settings(RETRY=FAST_RETRY)
     remote.reset()
     yield cdms_simulator
     remote.reset()
@@ -36,3 +28,12 @@ def worker():
     celery_app.conf.task_default_queue = f"cdms-test-{uuid.uuid4().hex}"
     with start_worker(celery_app, pool="threads", concurrency=2, loglevel="WARNING") as worker:
         yield worker
+
+
+@pytest.fixture
+def crm(cdms_simulator):
+    """A client of the test's own, to change the remote behind the ORM's back (its requests
+    are not the project's)."""
+    client = crm_client(cdms_simulator)
+    yield client
+    client.close()

@@ -17,7 +17,6 @@ from migrator.state import SeenKey, SyncState
 from migrator.testing import assertNumRemoteCalls
 from tests.resync_support import (
     accounts,
-    crm_client,
     load,
     local_state,
     remote_state,
@@ -35,13 +34,6 @@ def cdms_resync(cdms_simulator, settings):
     settings.CDMS = resync_settings(cdms_simulator, PAGE_SIZE=10)
     remote.reset()
     return cdms_simulator
-
-
-@pytest.fixture
-def crm(cdms_simulator):
-    client = crm_client(cdms_simulator)
-    yield client
-    client.close()
 
 
 def test_synced_models_come_after_the_models_they_point_at():

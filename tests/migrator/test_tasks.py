@@ -11,13 +11,13 @@ import time
 import pytest
 from celery.signals import task_retry
 
+from core import celery_app
 from core.models import Contact, Organisation
 from migrator import remote
 from migrator.state import SyncState
 from migrator.tasks import resync_all, resync_model
 from tests.resync_support import (
     accounts,
-    crm_client,
     load,
     local_state,
     remote_state,
@@ -33,13 +33,6 @@ def cdms_resync(cdms_simulator, settings, worker):
     settings.CDMS = resync_settings(cdms_simulator)
     remote.reset()
     return cdms_simulator
-
-
-@pytest.fixture
-def crm(cdms_simulator):
-    client = crm_client(cdms_simulator)
-    yield client
-    client.close()
 
 
 def run(label: str, full: bool = False) -> dict:
@@ -193,3 +186,10 @@ def test_resync_all_queues_every_synced_model_related_first(cdms_simulator):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert Contact.objects.skip_cdms().count() == 6
+
+
+def test_beat_runs_the_incremental_resync_of_every_model_every_few_minutes():
+    entry = celery_app.conf.beat_schedule["cdms-incremental-resync"]
+    assert entry["task"] == "migrator.resync_all" == resync_all.name
+    assert entry["schedule"] == 300.0
+    assert {"migrator.resync_all", "migrator.resync_model"} <= set(celery_app.tasks)

@@ -2,10 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cdms_api.errors import CDMSError
-from migrator import remote
+from migrator.management.resolve import remote_metadata, synced_models_named
 from migrator.remote_check import ERROR, check_models
-from migrator.resync import models_named
 
 
 class Command(BaseCommand):
@@ -19,19 +17,12 @@ class Command(BaseCommand):
         parser.add_argument("models", nargs="*", metavar="app_label.Model")
 
     def handle(self, *args, models: list[str], **options) -> None:
-        try:
-            models = models_named(models)
-        except LookupError as error:
-            raise CommandError(str(error).strip("'\"")) from None
-        try:
-            metadata = remote.client().metadata()
-        except CDMSError as error:
-            raise CommandError(f"cannot read $metadata: {error}") from error
-        problems = check_models(models, metadata)
+        synced = synced_models_named(models)
+        problems = check_models(synced, remote_metadata())
         for problem in problems:
             self.stdout.write(str(problem))
         wrong = sum(problem.level == ERROR for problem in problems)
-        checked = f"{len(models)} synced models checked against $metadata"
+        checked = f"{len(synced)} synced models checked against $metadata"
         if wrong:
             raise CommandError(f"{checked}: {wrong} wrong")
         self.stdout.write(f"{checked}: no mapping is wrong")

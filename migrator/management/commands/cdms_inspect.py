@@ -2,9 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cdms_api.errors import CDMSError
-from migrator import remote
 from migrator.inspection import models_source
+from migrator.management.resolve import remote_metadata
 
 
 class Command(BaseCommand):
@@ -17,10 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("entity_sets", nargs="+", metavar="ENTITY_SET")
 
     def handle(self, *args, entity_sets: list[str], **options) -> None:
-        try:
-            metadata = remote.client().metadata()
-        except CDMSError as error:
-            raise CommandError(f"cannot read $metadata: {error}") from error
+        metadata = remote_metadata()
         try:
             self.stdout.write(models_source(entity_sets, metadata), ending="")
         except KeyError as error:

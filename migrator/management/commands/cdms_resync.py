@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from migrator.management.resolve import synced_models_named
 from migrator.progress import resync_with_progress
-from migrator.resync import models_named
 from migrator.tasks import resync_model
 
 
@@ -25,12 +25,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, models: list[str], full: bool, queue: bool, **options) -> None:
-        try:
-            models = models_named(models)
-        except (LookupError, ValueError) as error:
-            raise CommandError(str(error).strip("'\"")) from None
+        synced = synced_models_named(models)
         if queue:
-            for model in models:
+            for model in synced:
                 try:
                     task = resync_model.delay(model._meta.label, full=full)
                 except Exception as error:  # the broker is unreachable
@@ -40,5 +37,5 @@ class Command(BaseCommand):
             return
         self.stderr.ending = ""  # the bar redraws its line itself
         bars = None if options["verbosity"] == 0 else self.stderr
-        if not resync_with_progress(models, full=full, out=self.stdout, bars=bars):
+        if not resync_with_progress(synced, full=full, out=self.stdout, bars=bars):
             raise CommandError("some resyncs failed; run again to go on from where they stopped")
