@@ -6,6 +6,7 @@ expired delta link, a table without change tracking. The worker killed halfway i
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
@@ -191,5 +192,5 @@ def test_resync_all_queues_every_synced_model_related_first(cdms_simulator):
 def test_beat_runs_the_incremental_resync_of_every_model_every_few_minutes():
     entry = celery_app.conf.beat_schedule["cdms-incremental-resync"]
     assert entry["task"] == "migrator.resync_all" == resync_all.name
-    assert entry["schedule"] == 300.0
+    assert entry["schedule"] == float(os.environ.get("CDMS_RESYNC_EVERY_S", "300"))
     assert {"migrator.resync_all", "migrator.resync_model"} <= set(celery_app.tasks)
