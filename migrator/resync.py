@@ -177,9 +177,7 @@ class _Run:
                 Phase.SWEEP: self.read_sweep,
             }
             resume[resumed]()
-        if resumed == Phase.FULL:
-            pass
-        elif full or not (state.delta_link or state.watermark):
+        if resumed != Phase.FULL and (full or not (state.delta_link or state.watermark)):
             self.full()
         elif not resumed:
             self.incremental()
