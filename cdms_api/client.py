@@ -175,12 +175,15 @@ class CDMSClient:
                 url=response.url,
             )
         page = Page(next_link=body.get("@odata.nextLink"), delta_link=body.get("@odata.deltaLink"))
+        if not tracked:
+            page.records = entries
+            return page
         for entry in entries:
-            if tracked and _is_deleted_entry(entry):
+            if _is_deleted_entry(entry):
                 page.deleted.append(entry["id"])
             else:
                 page.records.append(entry)
-        if tracked and not (page.next_link or page.delta_link):
+        if not (page.next_link or page.delta_link):
             raise MalformedResponse(
                 "a change-tracking answer without @odata.nextLink or @odata.deltaLink",
                 status=response.status_code,
