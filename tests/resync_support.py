@@ -75,10 +75,11 @@ def load(simulator: SimulatorHandle, entity_set: str, records: list[dict]) -> li
     ]
 
 
-def use_test_broker(app) -> None:
-    """Point the Celery app at the tests' Redis."""
+def use_test_broker(app, queue: str) -> None:
+    """Point the Celery app at the tests' Redis, its tasks on ``queue`` by default."""
     app.conf.update(
         broker_url=TEST_REDIS_URL,
         result_backend=TEST_REDIS_URL,
+        task_default_queue=queue,
         broker_connection_retry_on_startup=False,
     )

@@ -18,14 +18,18 @@ def cdms_remote(cdms_simulator, settings, db):
     remote.reset()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def celery_on_the_tests_redis():
+    """The Celery app on the tests' Redis, its tasks on a queue of this test run's own, set
+    before anything uses the app (it keeps what it first connected with)."""
+    use_test_broker(celery_app, queue=f"cdms-test-{uuid.uuid4().hex}")
+
+
 @pytest.fixture(scope="session")
 def worker():
-    """A Celery worker in this process (two threads), on the tests' Redis and a queue of this
-    test run's own. Its tasks see the test's settings; tests using it need committed data
-    (``django_db(transaction=True)``)."""
+    """A Celery worker in this process (two threads) on the tests' queue. Its tasks see the
+    test's settings; tests using it need committed data (``django_db(transaction=True)``)."""
     require_redis()
-    use_test_broker(celery_app)
-    celery_app.conf.task_default_queue = f"cdms-test-{uuid.uuid4().hex}"
     with start_worker(celery_app, pool="threads", concurrency=2, loglevel="WARNING") as worker:
         yield worker
 

@@ -19,7 +19,6 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from core import celery_app
 from core.models import Organisation
 from migrator import remote
 from migrator.state import SyncState
@@ -33,7 +32,6 @@ from tests.resync_support import (
     remote_state,
     require_redis,
     resync_settings,
-    use_test_broker,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +94,6 @@ def wait_for(condition, timeout: float = 120, what: str = "") -> None:
 def test_a_worker_killed_halfway_through_a_full_resync(cdms_simulator, settings, tmp_path):
     require_redis()
     queue = f"cdms-test-{uuid.uuid4().hex}"
-    use_test_broker(celery_app)
     settings.CDMS = resync_settings(cdms_simulator, PAGE_SIZE=PAGE_SIZE)
     remote.reset()
     load(cdms_simulator, "accounts", accounts(RECORDS))
