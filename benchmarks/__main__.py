@@ -1,4 +1,5 @@
-from . import client_read, simulator_read
+from . import client_read, resync, simulator_read
 
 simulator_read.main([])
 client_read.main([])
+resync.main([])

@@ -6,8 +6,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
+
+import simplejson
 
 from . import odata
 from .auth import ClientCredentials
@@ -161,18 +164,119 @@ class CDMSClient:
         while url:
             if paged and top is not None:  # the last page asks for no more than is left
                 headers = {"Prefer": _prefer(min(page_size, top))}
-            response = self.session.request(
-                "GET", url, params=params, headers=headers, idempotent=True
-            )
-            page = self.session.json(response)
-            records = _value_list(page, response)
-            if top is not None and len(records) >= top:
-                yield from records[:top]
+            page = self._page(url, params, headers)
+            if top is not None and len(page.records) >= top:
+                yield from page.records[:top]
                 return
-            yield from records
+            yield from page.records
             if top is not None:
-                top -= len(records)
-            url, params = page.get("@odata.nextLink"), None
+                top -= len(page.records)
+            url, params = page.next_link, None
+
+    def _page(
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        tracked: bool = False,
+    ) -> Page:
+        """One page of a collection read; with ``tracked``, its ``$deletedEntity`` entries are
+        told apart from the records."""
+        response = self.session.request("GET", url, params=params, headers=headers, idempotent=True)
+        body = self.session.json(response)
+        entries = _value_list(body, response)
+        page = Page(next_link=body.get("@odata.nextLink"), delta_link=body.get("@odata.deltaLink"))
+        if not tracked:
+            page.records = entries
+            return page
+        for entry in entries:
+            if _is_deleted_entry(entry):
+                page.deleted.append(entry["id"])
+            else:
+                page.records.append(entry)
+        if not (page.next_link or page.delta_link):
+            raise MalformedResponse(
+                "a change-tracking answer without @odata.nextLink or @odata.deltaLink",
+                status=response.status_code,
+                method="GET",
+                url=response.url,
+            )
+        return page
+
+    def _follow(
+        self, url: str, params: dict[str, str] | None, headers: dict[str, str], tracked: bool
+    ) -> Iterator[Page]:
+        """Pages from ``url`` on, following ``@odata.nextLink`` until there is none."""
+        next_url: str | None = url
+        while next_url:
+            page = self._page(next_url, params, headers, tracked)
+            yield page
+            next_url, params = page.next_link, None
+
+    def change_pages(
+        self, entity_set: str, select: Iterable[str] | None = None, link: str | None = None
+    ) -> Iterator[Page]:
+        """A change-tracking read, one page (one request) at a time, in constant memory.
+
+        Without ``link``: every record, the last page carrying the delta link to the changes
+        from now on. With a delta link: the records created or changed since and the keys of
+        those deleted (``Page.deleted``), then the next delta link. With a page's
+        ``next_link``: the same read, on from that page (a read resumed where it stopped).
+        ``ChangeTrackingNotEnabled`` when the table does not track changes, ``ChangesExpired``
+        when the link is too old."""
+        headers = {"Prefer": "odata.track-changes," + _prefer(self.page_size)}
+        params = None if link else _query_options(select=select)
+        return self._follow(link or entity_set, params, headers, tracked=True)
+
+    def key_pages(
+        self, entity_set: str, filter: Filter = None, link: str | None = None
+    ) -> Iterator[Page]:
+        """The keys of every matching record (``$select`` of the key alone: the cheapest full
+        read, to find deleted records), page by page; each record holds the key and its
+        ``@odata.etag``. ``link``: a page's ``next_link``, to resume."""
+        params = None if link else _query_options(filter=filter, select=[self.key_of(entity_set)])
+        return self._follow(link or entity_set, params, {"Prefer": _prefer(self.page_size)}, False)
+
+    def modified_pages(
+        self,
+        entity_set: str,
+        since: datetime | None = None,
+        select: Iterable[str] | None = None,
+        link: str | None = None,
+    ) -> Iterator[Page]:
+        """The records modified at or after ``since`` (every record without it), oldest first
+        (``$orderby=modifiedon,<key>``), page by page: how a table without change tracking is
+        kept in step, by a ``modifiedon`` watermark. ``link``: a page's ``next_link``."""
+        params = None
+        if not link:
+            params = _query_options(
+                filter=None if since is None else odata.Prop("modifiedon").ge(since),
+                select=None if select is None else list(dict.fromkeys([*select, "modifiedon"])),
+                orderby=["modifiedon", self.key_of(entity_set)],
+            )
+        return self._follow(link or entity_set, params, {"Prefer": _prefer(self.page_size)}, False)
+
+    def total_record_counts(self, *entity_names: str) -> dict[str, int]:
+        """How many records each table holds (Dataverse's ``RetrieveTotalRecordCount``: a
+        snapshot taken within the last 24 hours, not capped at 5,000), by logical name
+        (``account``, not ``accounts``)."""
+        names = simplejson.dumps(list(entity_names))
+        response = self.session.request(
+            "GET",
+            "RetrieveTotalRecordCount(EntityNames=@p1)",
+            params={"@p1": names},
+            idempotent=True,
+        )
+        body = self.session.json(response).get("EntityRecordCountCollection")
+        try:
+            return dict(zip(body["Keys"], body["Values"], strict=True))
+        except (TypeError, KeyError, ValueError):
+            raise MalformedResponse(
+                "a RetrieveTotalRecordCount answer without its Keys and Values",
+                status=response.status_code,
+                method="GET",
+                url=response.url,
+            ) from None
 
     def count(self, entity_set: str, filter: Filter = None) -> int:
         """How many records match (Dataverse caps the figure at 5,000)."""
@@ -362,26 +466,14 @@ class CDMSClient:
     def changes(
         self, entity_set: str, select: Iterable[str] | None = None, delta_link: str | None = None
     ) -> Changes:
-        """Without ``delta_link``: every record, and the link to changes from now on. With it:
-        the records created or changed since, the keys of those deleted, and the next link."""
-        headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={self.page_size}"}
-        url: str | None = delta_link or entity_set
-        params = None if delta_link else _query_options(select=select)
+        """``change_pages`` gathered in memory: without ``delta_link``, every record and the
+        link to changes from now on; with it, the records created or changed since, the keys
+        of those deleted, and the next link. For large sets, use ``change_pages``."""
         changes = Changes()
-        while url:
-            response = self.session.request(
-                "GET", url, params=params, headers=headers, idempotent=True
-            )
-            page = self.session.json(response)
-            for entry in page.get("value", []):
-                if entry.get("reason") == "deleted" or "$deletedEntity" in str(
-                    entry.get("@odata.context", "")
-                ):
-                    changes.deleted.append(entry["id"])
-                else:
-                    changes.changed.append(entry)
-            url, params = page.get("@odata.nextLink"), None
-            changes.delta_link = page.get("@odata.deltaLink", changes.delta_link)
+        for page in self.change_pages(entity_set, select=select, link=delta_link):
+            changes.changed.extend(page.records)
+            changes.deleted.extend(page.deleted)
+            changes.delta_link = page.delta_link or changes.delta_link
         if not changes.delta_link:
             raise MalformedResponse(
                 "a change-tracking answer without @odata.deltaLink",
@@ -460,10 +552,28 @@ class CDMSClient:
 
 
 @dataclass
+class Page:
+    """One answer of a collection read: its records, the keys of the records deleted (a
+    change-tracking read only), where the read goes on (``next_link``, None on the last page)
+    and, on the last page of a change-tracking read, the link to the changes from now on."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    next_link: str | None = None
+    delta_link: str | None = None
+
+
+@dataclass
 class Changes:
     changed: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     delta_link: str | None = None
+
+
+def _is_deleted_entry(entry: dict[str, Any]) -> bool:
+    return entry.get("reason") == "deleted" or "$deletedEntity" in str(
+        entry.get("@odata.context", "")
+    )
 
 
 def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:

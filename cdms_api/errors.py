@@ -7,6 +7,11 @@ from __future__ import annotations
 
 DUPLICATE_KEY_CODE = "0x80040237"
 DUPLICATE_ALTERNATE_KEY_CODE = "0x80060892"
+#: Dataverse's ChangeTrackingNotEnabledForEntity: "Entity {0} isn't enabled for change tracking."
+CHANGE_TRACKING_NOT_ENABLED_CODE = "0x80072491"
+#: Dataverse's ExpiredVersionStamp: "Version stamp associated with the client has expired.
+#: Please perform a full sync."
+EXPIRED_VERSION_STAMP_CODE = "0x80044352"
 
 
 class CDMSError(Exception):
@@ -54,6 +59,16 @@ class FilterTooLong(CDMSNotSupported, ValueError):
 
 class BadRequest(CDMSError):
     """400: the remote refused the request (a query it cannot parse, a validation error)."""
+
+
+class ChangeTrackingNotEnabled(BadRequest):
+    """A change-tracking read (``Prefer: odata.track-changes``) of a table whose change
+    tracking is off: read it by ``modifiedon`` instead (``CDMSClient.modified_pages``)."""
+
+
+class ChangesExpired(BadRequest):
+    """The delta link's version stamp has expired: the remote no longer keeps the changes since
+    then, and only a full read (a new change-tracking read without a link) can catch up."""
 
 
 class AuthError(CDMSError):
@@ -113,6 +128,8 @@ class RecordWithoutKey(ValueError):
 
 
 def error_for_status(status: int, code: str | None) -> type[CDMSError]:
+    if code in BY_CODE:
+        return BY_CODE[code]
     if status == 400:
         return BadRequest
     if status in (401, 403):
@@ -132,3 +149,10 @@ def error_for_status(status: int, code: str | None) -> type[CDMSError]:
     if status >= 500:
         return ServerError
     return CDMSError
+
+
+#: Errors told apart by the remote's code, whatever the status.
+BY_CODE: dict[str, type[CDMSError]] = {
+    CHANGE_TRACKING_NOT_ENABLED_CODE: ChangeTrackingNotEnabled,
+    EXPIRED_VERSION_STAMP_CODE: ChangesExpired,
+}

@@ -8,6 +8,16 @@ from xml.etree import ElementTree as ET
 from .errors import MalformedResponse
 
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
+FACETS = ("MaxLength", "Precision", "Scale")
+
+
+@dataclass
+class LookupInfo:
+    """A single-valued navigation property: the property its key is read from
+    (``_parentaccountid_value``) and the collection on the other side, if named."""
+
+    value: str
+    partner: str | None = None
 
 
 @dataclass
@@ -17,6 +27,8 @@ class EntitySetInfo:
     key: str | None
     properties: dict[str, str] = field(default_factory=dict)  # name -> Edm type
     navigations: dict[str, str] = field(default_factory=dict)  # name -> target entity type
+    facets: dict[str, dict[str, str]] = field(default_factory=dict)  # MaxLength, Precision...
+    lookups: dict[str, LookupInfo] = field(default_factory=dict)  # navigation -> its value
 
 
 def parse_csdl(document: bytes) -> dict[str, EntitySetInfo]:
@@ -57,7 +69,15 @@ def parse_csdl(document: bytes) -> dict[str, EntitySetInfo]:
                 info.key = ref.get("Name")
             for prop in element.findall(f"{EDM}Property"):
                 info.properties.setdefault(prop.get("Name"), prop.get("Type"))
+                facets = {k: v for k, v in prop.attrib.items() if k in FACETS}
+                if facets:
+                    info.facets.setdefault(prop.get("Name"), facets)
             for nav in element.findall(f"{EDM}NavigationProperty"):
+                constraint = nav.find(f"{EDM}ReferentialConstraint")
+                if constraint is not None and constraint.get("Property"):
+                    info.lookups.setdefault(
+                        nav.get("Name"), LookupInfo(constraint.get("Property"), nav.get("Partner"))
+                    )
                 target = nav.get("Type", "")
                 info.navigations.setdefault(
                     nav.get("Name"),

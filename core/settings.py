@@ -58,6 +58,12 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Resync workers write while requests read: each transaction takes the write lock when it
+    # begins, and waits for it, rather than failing when it finds it taken later on. The
+    # tests' database is a file, not memory, so that a worker process they start shares it.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-gb"
@@ -86,6 +92,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        "cdms_api": {"handlers": ["console"], "level": os.environ.get("CDMS_LOG_LEVEL", "WARNING")}
+        "cdms_api": {"handlers": ["console"], "level": os.environ.get("CDMS_LOG_LEVEL", "WARNING")},
+        "migrator": {"handlers": ["console"], "level": os.environ.get("CDMS_LOG_LEVEL", "WARNING")},
     },
 }

@@ -13,6 +13,9 @@ from . import writes
 from .local import local_only
 from .manager import CDMSManager
 from .mapping import Mapping
+from .state import SeenKey, SyncState
+
+__all__ = ["CDMSModel", "SeenKey", "SyncState"]
 
 
 class CDMSModel(models.Model):

@@ -32,15 +32,9 @@ def assert_num_remote_calls():
 def cdms_simulator_settings(cdms_simulator, settings):
     from . import remote
 
-    settings.CDMS = {
-        "BASE_URL": cdms_simulator.base_url,
-        "AUTH": {
-            "TOKEN_URL": cdms_simulator.token_url,
-            "CLIENT_ID": cdms_simulator.client_id,
-            "CLIENT_SECRET": cdms_simulator.client_secret,
-        },
-        "RETRY": {"attempts": 3, "backoff_s": 0.01, "budget_s": 5},
-    }
+    settings.CDMS = cdms_simulator.client_settings(
+        RETRY={"attempts": 3, "backoff_s": 0.01, "budget_s": 5}
+    )
     remote.reset()
     yield cdms_simulator
     remote.reset()

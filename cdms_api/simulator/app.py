@@ -113,6 +113,19 @@ class Simulator:
         with self.store.transaction():
             return [self.writer.create(entity_set, record) for record in records]
 
+    def change_feed(self, entity_set_name: str, tracking: bool | None = None, expire: bool = False):
+        """Turn an entity set's change tracking on or off (until the next reset), and/or
+        expire its change log, so that every delta link issued so far is refused."""
+        entity_set = self.entity_set(entity_set_name)
+        if tracking is not None and not isinstance(tracking, bool):
+            raise ValueError("tracking must be true or false")
+        if not isinstance(expire, bool):
+            raise ValueError("expire must be true or false")
+        if tracking is not None:
+            self.store.set_change_tracking(entity_set, tracking)
+        if expire:
+            self.store.expire_changes(entity_set)
+
     def entity_set(self, name: str) -> EntitySet:
         try:
             return self.schema[name]
@@ -431,6 +444,9 @@ class Simulator:
                     self.tokens.override_lifetime(float(body["lifetime_s"]))
                 if (body or {}).get("expire_all"):
                     self.tokens.expire_all()
+                return empty(204)
+            if action[0] == "POST" and action[1].startswith("changes/"):
+                self.change_feed(action[1][len("changes/") :], **(body or {}))
                 return empty(204)
             if action[0] == "POST" and action[1].startswith("load/"):
                 keys = self.load(action[1][len("load/") :], body or [])

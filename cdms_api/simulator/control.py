@@ -12,14 +12,15 @@ from typing import Any
 
 from .errors import THROTTLED, UNEXPECTED, DataverseError
 
-ACTIONS = ("respond", "drop", "apply_then_fail")
+ACTIONS = ("respond", "drop", "apply_then_fail", "pass")
 
 
 @dataclass
 class FaultRule:
     """Answer matching requests with ``status`` (``respond``), close the connection without an
     answer (``drop``), or apply the request and then answer ``status`` -- or drop, when no
-    status is given (``apply_then_fail``). ``times`` = None matches for ever."""
+    status is given (``apply_then_fail``), or serve it as usual (``pass``: a slow remote, with
+    ``delay_ms``). ``times`` = None matches for ever."""
 
     path: str = ".*"
     method: str | None = None

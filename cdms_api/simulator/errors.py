@@ -28,6 +28,8 @@ INVALID_ARGUMENT = "0x80040203"  # bad argument, unknown property in a body
 UNAUTHORIZED = "0x80072560"  # missing or invalid bearer token
 THROTTLED = "0x80072322"  # service protection limit: number of requests
 UNEXPECTED = "0x80040216"  # unexpected server error
+CHANGE_TRACKING_NOT_ENABLED = "0x80072491"  # ChangeTrackingNotEnabledForEntity
+EXPIRED_VERSION_STAMP = "0x80044352"  # ExpiredVersionStamp: a delta link too old
 
 
 def bad_query(message: str) -> DataverseError:

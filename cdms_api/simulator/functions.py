@@ -51,9 +51,13 @@ def retrieve_total_record_count(
         value = request.args.get(value, "")
     if not (value.startswith("[") and value.endswith("]")):
         raise bad_query(f"'{value}' is not a collection of entity logical names.")
+    items = [item.strip() for item in value[1:-1].split(",")] if value[1:-1].strip() else []
+    quoted = [NAME.fullmatch(item) for item in items]
+    if not all(quoted):  # a logical name is a string: ['account'], never [account]
+        raise bad_query(f"'{value}' is not a collection of entity logical names.")
     names = [
         single.replace("''", "'") if single or not double else double
-        for single, double in NAME.findall(value)
+        for single, double in (match.groups() for match in quoted)
     ]
     counts = []
     for name in names:

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .annotations import Annotator, navigation_of
-from .errors import bad_query
+from .errors import CHANGE_TRACKING_NOT_ENABLED, EXPIRED_VERSION_STAMP, DataverseError, bad_query
 from .filters import compile_filter
 from .options import (
     MAX_PAGE_SIZE,
@@ -158,6 +158,7 @@ class CollectionRead:
     def run(self) -> tuple[dict[str, Any], dict[str, str]]:
         options, entity_set = self.options, self.options.entity_set
         if options.deltatoken is not None:
+            self.check_feed(options.deltatoken)
             return self.delta()
         clauses, params = self.where()
         keys = sort_keys(options)
@@ -165,6 +166,8 @@ class CollectionRead:
         limit = page_size + 1 if page_size else options.top
         token = options.skiptoken or {}
         version = token.get("version")
+        if version is not None or self.prefs.track_changes:
+            self.check_feed(version)
         if self.prefs.track_changes and version is None:
             # taken before the rows are read: a write landing in between is in the next delta
             version = self.store.current_version()
@@ -214,6 +217,23 @@ class CollectionRead:
         if any(applied):
             headers["Preference-Applied"] = ", ".join(filter(None, applied))
         return body, headers
+
+    def check_feed(self, version: int | None) -> None:
+        """A change-tracking read needs change tracking on the table, and a version (of a delta
+        link, or of the paging link of a change-tracking read) the change log still holds."""
+        entity_set = self.options.entity_set
+        if not self.store.tracks_changes(entity_set):
+            raise DataverseError(
+                400,
+                CHANGE_TRACKING_NOT_ENABLED,
+                f"Entity {entity_set.entity_type} isn't enabled for change tracking.",
+            )
+        if version is not None and version < self.store.change_horizon(entity_set):
+            raise DataverseError(
+                400,
+                EXPIRED_VERSION_STAMP,
+                "Version stamp associated with the client has expired. Please perform a full sync.",
+            )
 
     def add_count(self, body: dict[str, Any], clauses: list[str], params: list[Any]) -> None:
         entity_set = self.options.entity_set

@@ -101,6 +101,7 @@ class EntitySet:
     alternate_keys: dict[str, list[Property]] = field(default_factory=dict)
     messages: tuple[str, ...] = BULK_MESSAGES
     read_only: bool = False
+    change_tracking: bool = True
 
     @property
     def key_property(self) -> Property:
@@ -203,6 +204,9 @@ def _entity_set(name: str, spec: dict[str, Any], default_code: int) -> EntitySet
     versionnumber = Property("versionnumber", TYPES["Int64"], "versionnumber", entity_type)
     versionnumber.read_only = True
     properties["versionnumber"] = versionnumber
+    tracking = spec.get("change_tracking", True)
+    if not isinstance(tracking, bool):
+        raise ValueError(f"{name}: change_tracking must be true or false")
     entity_set = EntitySet(
         name,
         entity_type,
@@ -213,6 +217,7 @@ def _entity_set(name: str, spec: dict[str, Any], default_code: int) -> EntitySet
         object_type_code=spec.get("object_type_code", default_code),
         messages=tuple(spec.get("messages", BULK_MESSAGES)),
         read_only=spec.get("read_only", False),
+        change_tracking=tracking,
     )
     if entity_set.primary_name is not None and entity_set.primary_name not in properties:
         raise ValueError(f"{name}: primary name {entity_set.primary_name} is not a property")

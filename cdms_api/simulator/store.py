@@ -1,7 +1,10 @@
 """Rows in SQLite: one table per entity set, plus a change log that versions every write.
 
 Every write takes the next number of the change log as the row's ``versionnumber``; the weak
-ETag and the delta tokens of change tracking are both that number. One connection serves every
+ETag and the delta tokens of change tracking are both that number. Change tracking can be turned
+off per entity set (the schema's ``change_tracking``, or the control API), and an entity set's
+change log can be expired, as Dataverse forgets changes past its retention: links issued before
+then are refused. One connection serves every
 thread, behind a lock; requests run inside ``transaction()``, which nests as savepoints so that
 a ``$batch`` changeset is atomic.
 """
@@ -33,6 +36,7 @@ class Store:
             "PRAGMA journal_mode=MEMORY" if path == ":memory:" else "PRAGMA journal_mode=WAL"
         )
         self._depth = 0
+        self._tracking: dict[str, bool] = {}  # the control API's word over the schema's
         self._create_tables()
 
     def _create_tables(self) -> None:
@@ -40,6 +44,10 @@ class Store:
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS _changes (version INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " entity_set TEXT NOT NULL, key TEXT NOT NULL, deleted INTEGER NOT NULL)"
+            )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS _horizons (entity_set TEXT PRIMARY KEY,"
+                " version INTEGER NOT NULL)"
             )
             for entity_set in self.schema.entity_sets.values():
                 columns = ", ".join(
@@ -149,3 +157,32 @@ class Store:
             for entity_set in self.schema.entity_sets.values():
                 self.db.execute(f'DELETE FROM "{entity_set.name}"')
             self.db.execute("DELETE FROM _changes")
+            self.db.execute("DELETE FROM _horizons")
+            self._tracking.clear()
+
+    # the change feed -------------------------------------------------------------------------
+    def tracks_changes(self, entity_set: EntitySet) -> bool:
+        return self._tracking.get(entity_set.name, entity_set.change_tracking)
+
+    def set_change_tracking(self, entity_set: EntitySet, enabled: bool) -> None:
+        with self.lock:
+            self._tracking[entity_set.name] = enabled
+
+    def expire_changes(self, entity_set: EntitySet) -> None:
+        """Forget the entity set's change log up to now: every version issued so far (in a
+        delta link, or in the paging link of a change-tracking read) is expired from now on."""
+        with self.transaction():
+            horizon = self._next_version(entity_set, "", deleted=False)  # a version of its own
+            self.db.execute(
+                "DELETE FROM _changes WHERE entity_set = ? AND version < ?",
+                (entity_set.name, horizon),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO _horizons (entity_set, version) VALUES (?, ?)",
+                (entity_set.name, horizon),
+            )
+
+    def change_horizon(self, entity_set: EntitySet) -> int:
+        """The oldest version the entity set's change log still answers from."""
+        rows = self.query("SELECT version FROM _horizons WHERE entity_set = ?", (entity_set.name,))
+        return rows[0][0] if rows else 0

@@ -27,6 +27,19 @@ class SimulatorHandle:
         self.token_url = self.root_url + "/oauth2/token"
         self._admin = requests.Session()
 
+    def client_settings(self, **more: Any) -> dict[str, Any]:
+        """Settings of a client of this simulator, in the shape ``CDMSClient.from_settings``
+        (and a Django project's ``settings.CDMS``) takes, with ``more`` added."""
+        return {
+            "BASE_URL": self.base_url,
+            "AUTH": {
+                "TOKEN_URL": self.token_url,
+                "CLIENT_ID": self.client_id,
+                "CLIENT_SECRET": self.client_secret,
+            },
+            **more,
+        }
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         """Decimals travel as exact JSON numbers, as the Web API writes them."""
         response = self._admin.request(
@@ -86,6 +99,14 @@ class SimulatorHandle:
         if lifetime_s is not None:
             body["lifetime_s"] = lifetime_s
         self._call("POST", "tokens", body)
+
+    def change_tracking(self, entity_set: str, enabled: bool) -> None:
+        """Turn the entity set's change tracking on or off, until the next reset."""
+        self._call("POST", f"changes/{entity_set}", {"tracking": enabled})
+
+    def expire_changes(self, entity_set: str) -> None:
+        """Expire the entity set's change log: every delta link issued so far is refused."""
+        self._call("POST", f"changes/{entity_set}", {"expire": True})
 
     def load(self, entity_set: str, records: list[dict]) -> list[str]:
         """Create many records at once (same validation as POST); returns their keys."""

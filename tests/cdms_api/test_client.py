@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from cdms_api import errors
 from cdms_api.client import CDMSClient
 from cdms_api.keys import bind
+from cdms_api.metadata import LookupInfo
 from cdms_api.odata import FilterTooLong
 from cdms_api.retry import RetryPolicy
-from tests.seeded import ACME_KEY
+from cdms_api.simulator.seed import demo_key
+from tests.seeded import ACME_KEY, WIDGETS
 
 ACME = ACME_KEY
 
@@ -284,6 +286,89 @@ def test_changes_follow_the_delta_link(client):
     assert other["accountid"] not in third.deleted
 
 
+def test_change_pages_stream_a_tracked_read_and_resume_from_a_next_link(make_client):
+    client = make_client(page_size=4)
+    pages = client.change_pages("accounts", select=["name"])
+    first = next(pages)
+    assert len(first.records) == 4 and first.deleted == []
+    assert first.next_link and first.delta_link is None
+    pages.close()  # stopped after one page, as a killed worker would
+    resumed = list(client.change_pages("accounts", link=first.next_link))
+    assert [len(page.records) for page in resumed] == [4, 2]
+    assert resumed[-1].next_link is None and resumed[-1].delta_link
+    names = {r["name"] for page in [first, *resumed] for r in page.records}
+    assert len(names) == 10
+    assert len(api_calls(client)) == 1 + 2  # each page read once
+    # the resumed read's delta link covers changes since the read began
+    created = client.create("accounts", {"name": "Later"})
+    (delta,) = client.change_pages("accounts", link=resumed[-1].delta_link)
+    assert [r["accountid"] for r in delta.records] == [created["accountid"]]
+
+
+def test_change_pages_report_deleted_keys_apart(client):
+    delta_link = client.changes("contacts", select=["lastname"]).delta_link
+    gone = client.create("contacts", {"lastname": "Short-lived"})["contactid"]
+    client.delete("contacts", gone)
+    (page,) = client.change_pages("contacts", link=delta_link)
+    assert page.records == [] and page.deleted == [gone]
+
+
+def test_a_table_without_change_tracking_is_a_typed_error(cdms_simulator, client):
+    cdms_simulator.change_tracking("contacts", False)
+    with pytest.raises(errors.ChangeTrackingNotEnabled) as caught:
+        next(client.change_pages("contacts"))
+    assert isinstance(caught.value, errors.BadRequest)
+    assert caught.value.code == "0x80072491" and caught.value.status == 400
+    assert "isn't enabled for change tracking" in str(caught.value)
+
+
+def test_an_expired_delta_link_is_a_typed_error(cdms_simulator, client):
+    delta_link = client.changes("accounts", select=["name"]).delta_link
+    cdms_simulator.expire_changes("accounts")
+    with pytest.raises(errors.ChangesExpired) as caught:
+        client.changes("accounts", delta_link=delta_link)
+    assert caught.value.code == "0x80044352"
+    assert "Please perform a full sync" in caught.value.message
+
+
+def test_key_pages_select_the_key_alone(cdms_simulator, make_client):
+    client = make_client(page_size=4)
+    pages = list(client.key_pages("accounts"))
+    assert [len(page.records) for page in pages] == [4, 4, 2]
+    assert all(set(r) == {"@odata.etag", "accountid"} for page in pages for r in page.records)
+    assert cdms_simulator.journal()[-3]["query"] == "%24select=accountid"
+    resumed = list(client.key_pages("accounts", link=pages[0].next_link))
+    assert [r["accountid"] for page in resumed for r in page.records] == [
+        r["accountid"] for page in pages[1:] for r in page.records
+    ]
+    filtered = list(client.key_pages("accounts", filter="startswith(name,'Acme')"))
+    assert {r["accountid"] for r in filtered[0].records} == {ACME, demo_key(WIDGETS)}
+
+
+def test_modified_pages_read_from_a_watermark_oldest_first(make_client):
+    client = make_client(page_size=3)
+    everything = [
+        r for page in client.modified_pages("contacts", select=["lastname"]) for r in page.records
+    ]
+    assert len(everything) == 6
+    assert [r["modifiedon"] for r in everything] == sorted(r["modifiedon"] for r in everything)
+    time.sleep(1.1)  # modifiedon has whole seconds
+    changed = client.update("contacts", everything[0]["contactid"], {"lastname": "Renamed"})
+    since = dt.datetime.fromisoformat(changed["modifiedon"])
+    (page,) = client.modified_pages("contacts", since=since, select=["lastname"])
+    assert [(r["contactid"], r["lastname"]) for r in page.records] == [
+        (everything[0]["contactid"], "Renamed")
+    ]
+    assert set(page.records[0]) == {"@odata.etag", "contactid", "lastname", "modifiedon"}
+
+
+def test_total_record_counts_are_not_capped(cdms_simulator, client):
+    cdms_simulator.load("contacts", [{"lastname": f"Many {i}"} for i in range(5100)])
+    assert client.total_record_counts("contact", "account") == {"contact": 5106, "account": 10}
+    with pytest.raises(errors.NotFound):
+        client.total_record_counts("contacts")
+
+
 def test_metadata_lists_entity_sets_and_types(client):
     metadata = client.metadata()
     accounts = metadata["accounts"]
@@ -292,6 +377,14 @@ def test_metadata_lists_entity_sets_and_types(client):
     assert accounts.properties["_parentaccountid_value"] == "Edm.Guid"
     assert accounts.navigations["parentaccountid"] == "account"
     assert metadata["contacts"].navigations["parentcustomerid_account"] == "account"
+    assert accounts.facets["name"] == {"MaxLength": "160"}
+    assert accounts.facets["revenue"] == {"Precision": "19", "Scale": "4"}
+    assert accounts.lookups["parentaccountid"] == LookupInfo(
+        "_parentaccountid_value", "account_parent_account"
+    )
+    assert metadata["contacts"].lookups["parentcustomerid_account"].value == (
+        "_parentcustomerid_value"
+    )
 
 
 # faults and retries ---------------------------------------------------------------------------

@@ -64,6 +64,36 @@ def test_a_page_without_a_value_list_is_malformed(client):
 
 
 @responses.activate
+def test_a_change_tracking_page_without_a_next_or_delta_link_is_malformed(client):
+    token(responses)
+    responses.add(responses.GET, f"{BASE}accounts", json={"value": []})
+    with pytest.raises(errors.MalformedResponse, match="deltaLink"):
+        list(client.change_pages("accounts"))
+
+
+@responses.activate
+def test_deleted_entries_are_told_apart_by_reason_or_context(client):
+    token(responses)
+    other = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts",
+        json={
+            "@odata.deltaLink": f"{BASE}accounts?$deltatoken=2",
+            "value": [
+                {"accountid": KEY, "@odata.etag": 'W/"2"', "name": "Kept"},
+                {"id": other, "reason": "deleted"},
+                {"@odata.context": f"{BASE}$metadata#accounts/$deletedEntity", "id": KEY},
+            ],
+        },
+    )
+    (page,) = client.change_pages("accounts", link=f"{BASE}accounts?$deltatoken=1")
+    assert [r["name"] for r in page.records] == ["Kept"]
+    assert page.deleted == [other, KEY]
+    assert page.delta_link.endswith("$deltatoken=2")
+
+
+@responses.activate
 def test_an_html_error_page_still_gives_a_typed_error(client):
     token(responses)
     responses.add(

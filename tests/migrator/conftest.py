@@ -1,8 +1,13 @@
-import pytest
+import uuid
 
-from cdms_api.client import CDMSClient
+import celery.contrib.testing.tasks  # noqa: F401  (the ping task a test worker is checked with)
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from core import celery_app
 from core.models import Contact, Organisation
 from tests.migrator.crm import CRM, names
+from tests.resync_support import crm_client, require_redis, use_test_broker
 from tests.seeded import ALL, PEOPLE
 
 
@@ -12,16 +17,35 @@ def cdms_remote(cdms_simulator_settings, db):
     return cdms_simulator_settings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def celery_on_the_tests_redis():
+    """The Celery app on the tests' Redis, its tasks on a queue of this test run's own, set
+    before anything uses the app (it keeps what it first connected with)."""
+    use_test_broker(celery_app, queue=f"cdms-test-{uuid.uuid4().hex}")
+
+
+@pytest.fixture(scope="session")
+def worker():
+    """A Celery worker in this process (two threads) on the tests' queue. Its tasks see the
+    test's settings; tests using it need committed data (``django_db(transaction=True)``)."""
+    require_redis()
+    with start_worker(celery_app, pool="threads", concurrency=2, loglevel="WARNING") as worker:
+        yield worker
+
+
 @pytest.fixture
-def crm(cdms_simulator):
-    client = CDMSClient(
-        cdms_simulator.base_url,
-        token_url=cdms_simulator.token_url,
-        client_id=cdms_simulator.client_id,
-        client_secret=cdms_simulator.client_secret,
-    )
-    yield CRM(client)
+def remote_client(cdms_simulator):
+    """A client of the test's own, to change the remote behind the ORM's back (its requests
+    are not the project's)."""
+    client = crm_client(cdms_simulator)
+    yield client
     client.close()
+
+
+@pytest.fixture
+def crm(remote_client):
+    """The remote as another user changes it, by names (``tests.migrator.crm``)."""
+    return CRM(remote_client)
 
 
 @pytest.fixture

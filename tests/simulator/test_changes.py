@@ -6,6 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
+
+from cdms_api.simulator.schema import Schema
 
 TRACK = {"Prefer": "odata.track-changes"}
 
@@ -192,3 +195,98 @@ def test_a_malformed_delta_token_is_400(api):
     response = api.get(api.base + "accounts", params={"$deltatoken": "abc"}, headers=TRACK)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "0x80060888"
+
+
+NOT_TRACKED = {
+    "code": "0x80072491",
+    "message": "Entity contact isn't enabled for change tracking.",
+}
+EXPIRED = {
+    "code": "0x80044352",
+    "message": "Version stamp associated with the client has expired. Please perform a full sync.",
+}
+
+
+def test_a_table_without_change_tracking_refuses_a_tracked_read(api, cdms_simulator):
+    cdms_simulator.change_tracking("contacts", False)
+    response = api.get(api.base + "contacts", params={"$select": "lastname"}, headers=TRACK)
+    assert response.status_code == 400
+    assert response.json()["error"] == NOT_TRACKED
+    # an ordinary read of it still works, and other tables keep their change tracking
+    assert api.get(api.base + "contacts", params={"$select": "lastname"}).status_code == 200
+    assert start_tracking(api, **{"$select": "name"})[1]
+
+
+def test_a_delta_link_of_a_table_whose_tracking_went_off_is_refused(api, cdms_simulator):
+    _, delta_link = start_tracking(api, "contacts", **{"$select": "lastname"})
+    cdms_simulator.change_tracking("contacts", False)
+    response = api.get(delta_link, headers=TRACK)
+    assert response.status_code == 400
+    assert response.json()["error"] == NOT_TRACKED
+    cdms_simulator.reset()  # back to the schema's word
+    assert api.get(delta_link, headers=TRACK).status_code == 200
+
+
+def test_the_schema_says_which_tables_track_changes():
+    schema = Schema.from_dict(
+        {
+            "entity_sets": {
+                "leads": {
+                    "entity_type": "lead",
+                    "key": "leadid",
+                    "change_tracking": False,
+                    "properties": {"leadid": {"type": "Guid"}},
+                }
+            }
+        }
+    )
+    assert schema["leads"].change_tracking is False
+    with pytest.raises(ValueError, match="change_tracking must be true or false"):
+        Schema.from_dict(
+            {
+                "entity_sets": {
+                    "leads": {
+                        "entity_type": "lead",
+                        "key": "leadid",
+                        "change_tracking": "no",
+                        "properties": {"leadid": {"type": "Guid"}},
+                    }
+                }
+            }
+        )
+
+
+def test_an_expired_change_log_refuses_older_delta_links_only(api, cdms_simulator):
+    _, old_link = start_tracking(api, **{"$select": "name"})
+    _, contacts_link = start_tracking(api, "contacts", **{"$select": "lastname"})
+    cdms_simulator.expire_changes("accounts")
+    response = api.get(old_link, headers=TRACK)
+    assert response.status_code == 400
+    assert response.json()["error"] == EXPIRED
+    # another table's links are untouched; a full read gives a link that works
+    assert follow(api, contacts_link)["value"] == []
+    rows, new_link = start_tracking(api, **{"$select": "name"})
+    assert len(rows) == 10
+    key = create(api, {"name": "After the expiry"})
+    assert [row["accountid"] for row in follow(api, new_link)["value"]] == [key]
+
+
+def test_an_expired_change_log_refuses_the_paging_links_of_a_tracked_read(api, cdms_simulator):
+    headers = {"Prefer": "odata.maxpagesize=4, odata.track-changes"}
+    first = api.get(api.base + "accounts", params={"$select": "name"}, headers=headers).json()
+    cdms_simulator.expire_changes("accounts")
+    response = api.get(first["@odata.nextLink"], headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == EXPIRED
+
+
+def test_the_control_api_checks_the_change_feed_body(cdms_simulator):
+    for body in ({"tracking": "off"}, {"expire": 1}, {"what": True}):
+        response = requests.post(
+            f"{cdms_simulator.root_url}/__admin/changes/accounts", json=body, timeout=10
+        )
+        assert response.status_code == 400
+    response = requests.post(
+        f"{cdms_simulator.root_url}/__admin/changes/nothing", json={"expire": True}, timeout=10
+    )
+    assert response.status_code == 404

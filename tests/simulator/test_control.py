@@ -264,6 +264,14 @@ def test_delay_ms_with_apply_then_fail(api, cdms_simulator):
     assert len(named(api, name)) == 1
 
 
+def test_pass_serves_the_request_as_usual_after_the_delay(api, cdms_simulator):
+    cdms_simulator.add_faults({"path": "/accounts$", "action": "pass", "delay_ms": 200})
+    started = time.perf_counter()
+    response = api.get(api.base + "accounts", params={"$select": "name"})
+    assert time.perf_counter() - started >= 0.2
+    assert response.status_code == 200 and len(response.json()["value"]) == 10
+
+
 def test_a_request_timeout_shorter_than_the_delay_times_out(api, cdms_simulator):
     cdms_simulator.add_faults({"path": "/accounts$", "status": 500, "delay_ms": 500})
     with pytest.raises(requests.Timeout):

@@ -1,0 +1,78 @@
+"""One resync of a model at a time, across processes and machines: a lock in Redis.
+
+The lock expires ``CDMS["RESYNC_LOCK_TTL_S"]`` seconds (60) after it was last renewed; a
+thread renews it every third of that while the resync runs, however long one page takes. A
+worker killed with SIGKILL stops renewing it, so the lock frees itself within the TTL and the
+next resync resumes the run from its checkpoint. Redis is ``CDMS["LOCK_URL"]``, or else the
+Celery broker (``CELERY_BROKER_URL``) when that is Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from types import TracebackType
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import LockError
+
+from .remote import setting
+
+logger = logging.getLogger("migrator.resync")
+DEFAULT_TTL_S = 60.0
+
+
+def lock_url() -> str:
+    url = setting("LOCK_URL", None) or getattr(settings, "CELERY_BROKER_URL", "") or ""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            "Resync takes its lock in Redis: set CDMS['LOCK_URL'] (or a Redis CELERY_BROKER_URL)"
+        )
+    return url
+
+
+class ResyncLock:
+    """``with ResyncLock("core.Organisation") as held:`` -- ``held`` is False at once when
+    another resync of that model holds it."""
+
+    def __init__(self, name: str):
+        ttl = float(setting("RESYNC_LOCK_TTL_S", DEFAULT_TTL_S))
+        prefix = setting("LOCK_PREFIX", "cdms:resync:")
+        self._redis = redis.Redis.from_url(lock_url())
+        # not thread-local: the renewing thread needs the token too
+        self._lock = self._redis.lock(prefix + name, timeout=ttl, thread_local=False)
+        self._every = ttl / 3
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __enter__(self) -> bool:
+        if not self._lock.acquire(blocking=False):
+            self._redis.close()
+            return False
+        self._renewer = threading.Thread(target=self._renew, daemon=True, name="cdms-lock")
+        self._renewer.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._lock.reacquire()
+            except LockError:
+                logger.error("lost the lock %s: another resync may start", self._lock.name)
+                return
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._renewer is None:
+            return
+        self._stop.set()
+        self._renewer.join()
+        with contextlib.suppress(LockError):  # lost, and said so
+            self._lock.release()
+        self._redis.close()

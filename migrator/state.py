@@ -1,0 +1,121 @@
+"""``SyncState``: how far each synced model's local table is in step with the remote, and the
+keys a full read has seen so far (``SeenKey``)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from . import local
+
+
+class SyncState(models.Model):
+    """One row per synced model. Between runs it holds what the next run starts from (the
+    delta link, or the ``modifiedon`` watermark); during a run, the run's checkpoint, saved
+    with each page in the page's own transaction, so a run stopped at any point resumes from
+    the first page it had not written."""
+
+    class Mode(models.TextChoices):
+        CHANGES = "changes", "change tracking"
+        WATERMARK = "watermark", "modifiedon watermark"
+
+    class Status(models.TextChoices):
+        NEVER = "never", "never synced"
+        RUNNING = "running", "running"
+        OK = "ok", "in step"
+        RETRYING = "retrying", "retrying"
+        FAILED = "failed", "failed"
+
+    class Phase(models.TextChoices):
+        IDLE = "", "no run in progress"
+        FULL = "full", "full resync"
+        INCREMENTAL = "incremental", "incremental resync"
+        SWEEP = "sweep", "deletion sweep"
+
+    model = models.CharField(max_length=200, unique=True, help_text="app_label.ModelName")
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.CHANGES)
+    delta_link = models.TextField(blank=True, help_text="where the next incremental run reads")
+    watermark = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="the remote modifiedon up to which every change is in",
+    )
+    phase = models.CharField(max_length=20, choices=Phase.choices, blank=True, default="")
+    checkpoint = models.TextField(
+        blank=True, help_text="the link the run in progress goes on from (empty: its start)"
+    )
+    read_done = models.BooleanField(
+        default=False, help_text="the run's read is complete; deleting what it did not see is left"
+    )
+    run_started_at = models.DateTimeField(null=True, blank=True)
+    records_done = models.PositiveBigIntegerField(default=0)
+    created = models.PositiveBigIntegerField(default=0)
+    updated = models.PositiveBigIntegerField(default=0)
+    deleted = models.PositiveBigIntegerField(default=0)
+    last_full_at = models.DateTimeField(null=True, blank=True)
+    last_incremental_at = models.DateTimeField(null=True, blank=True)
+    last_sweep_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEVER)
+    note = models.TextField(blank=True, help_text="what the last run said of itself")
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "sync state"
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+    @classmethod
+    def of(cls, model: type[models.Model]) -> SyncState:
+        state, _ = cls.objects.get_or_create(model=model._meta.label)
+        return state
+
+    @property
+    def last_run_at(self):
+        runs = [t for t in (self.last_full_at, self.last_incremental_at) if t is not None]
+        return max(runs, default=None)
+
+    @property
+    def lag(self):
+        """How long since the local table was last brought in step (None: never)."""
+        return None if self.last_run_at is None else timezone.now() - self.last_run_at
+
+
+class SeenKey(models.Model):
+    """The keys a full read (or a deletion sweep) has seen so far: one narrow row per record,
+    written with each page in the page's transaction and emptied when the run ends. The local
+    rows whose record is gone are then found by one anti-join, in constant memory, and a run
+    killed halfway keeps what it had seen."""
+
+    state = models.ForeignKey(SyncState, on_delete=models.CASCADE, related_name="+")
+    key = models.UUIDField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["state", "key"], name="migrator_seenkey_unique")
+        ]
+
+
+def mark_seen(state: SyncState, keys: list[str]) -> None:
+    """Note keys the run in progress has read (again, after a resume: no harm)."""
+    SeenKey.objects.bulk_create(
+        [SeenKey(state=state, key=key) for key in keys], batch_size=1000, ignore_conflicts=True
+    )
+
+
+def forget_seen(state: SyncState) -> None:
+    SeenKey.objects.filter(state=state).delete()
+
+
+def unseen(model: type[models.Model], state: SyncState) -> models.QuerySet:
+    """The local rows of ``model`` whose key the run did not see, among those the run can
+    judge: synced rows (a remote key) not written locally since the run began, since a record
+    created meanwhile may have been read before it existed."""
+    seen = SeenKey.objects.filter(state=state, key=models.OuterRef("cdms_pk"))
+    return (
+        local.rows(model)
+        .filter(cdms_pk__isnull=False, modified__lt=state.run_started_at)
+        .exclude(models.Exists(seen))
+    )

@@ -1,0 +1,178 @@
+"""The resync engine in this process (``migrator.resync``): what a run writes, deletes,
+skips and keeps, how it resumes, and the signals it fires. The Celery tasks, with a real
+broker and worker, are in ``test_tasks.py``."""
+
+from __future__ import annotations
+
+import pytest
+from django.db.models.signals import post_delete, post_save
+
+from cdms_api.simulator.seed import demo_key
+from core.models import Contact, Organisation
+from migrator import remote, signals
+from migrator.inbound import write_page
+from migrator.locks import ResyncLock
+from migrator.resync import resync, synced_models
+from migrator.state import SeenKey, SyncState
+from migrator.testing import assertNumRemoteCalls
+from tests.resync_support import (
+    accounts,
+    load,
+    local_state,
+    remote_state,
+    require_redis,
+    resync_settings,
+)
+from tests.secondapp.models import Company, Person, Sample
+from tests.seeded import ACME, ADA
+
+ACME_KEY = demo_key(ACME)
+
+
+@pytest.fixture(autouse=True)
+def cdms_resync(cdms_simulator, settings):
+    require_redis()
+    settings.CDMS = resync_settings(cdms_simulator, PAGE_SIZE=10)
+    remote.reset()
+    return cdms_simulator
+
+
+def test_synced_models_come_after_the_models_they_point_at():
+    models = synced_models()
+    assert set(models) == {Organisation, Contact, Company, Person, Sample}
+    assert models.index(Organisation) < models.index(Contact)
+    assert models.index(Company) < models.index(Person)
+
+
+def test_a_full_resync_fills_the_table_page_by_page_and_keeps_the_delta_link(
+    cdms_simulator, remote_client
+):
+    load(cdms_simulator, "accounts", accounts(35))
+    with assertNumRemoteCalls(5):  # 45 records, pages of 10
+        outcome = resync(Organisation)
+    assert outcome.ran and outcome.kinds == ("full",)
+    assert (outcome.created, outcome.updated, outcome.deleted) == (45, 0, 0)
+    assert local_state(Organisation) == remote_state(remote_client, "accounts")
+    state = SyncState.objects.get(model="core.Organisation")
+    assert state.status == "ok" and state.phase == "" and state.mode == "changes"
+    assert "$deltatoken=" in state.delta_link and state.last_full_at
+    assert state.records_done == 45
+    assert not SeenKey.objects.exists()
+    # nothing changed since: one request, nothing written
+    with assertNumRemoteCalls(1):
+        again = resync(Organisation)
+    assert again.kinds == ("incremental",)
+    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
+
+
+def test_a_full_resync_deletes_the_rows_whose_record_is_gone_and_only_those(remote_client):
+    resync(Organisation)
+    gone = remote_client.create("accounts", {"name": "Gone soon"})["accountid"]
+    resync(Organisation)
+    local_only = Organisation(name="Never synced")
+    local_only.save(skip_cdms=True)
+    remote_client.delete("accounts", gone)
+    outcome = resync(Organisation, full=True)
+    assert outcome.deleted == 1
+    assert not Organisation.objects.skip_cdms().filter(cdms_pk=gone).exists()
+    assert Organisation.objects.skip_cdms().filter(pk=local_only.pk).exists()
+
+
+def test_rows_written_during_a_full_resync_are_not_taken_for_gone(remote_client):
+    written = []
+
+    def user_creates_a_row(sender, **kwargs):
+        if not written:  # during the resync's first page: a row of a record it read before
+            row = Organisation(
+                name="Created meanwhile", cdms_pk="1a0e2b52-2f38-4f8b-9d6d-5c6e1d9ad001"
+            )
+            written.append(row)
+            row.save(skip_cdms=True)
+
+    post_save.connect(user_creates_a_row, sender=Organisation)
+    try:
+        resync(Organisation)
+    finally:
+        post_save.disconnect(user_creates_a_row, sender=Organisation)
+    assert Organisation.objects.skip_cdms().filter(pk=written[0].pk).exists()
+
+
+def test_a_run_stopped_halfway_goes_on_from_its_checkpoint(cdms_simulator, remote_client):
+    load(cdms_simulator, "accounts", accounts(40))
+
+    def crash_after_two_pages(done, total):
+        if done >= 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resync(Organisation, progress=crash_after_two_pages)
+    state = SyncState.objects.get(model="core.Organisation")
+    assert (state.status, state.phase, state.records_done) == ("failed", "full", 20)
+    assert "$skiptoken=" in state.checkpoint
+    cdms_simulator.clear_journal()
+    outcome = resync(Organisation)  # an incremental resync asked: the full one goes on first
+    assert outcome.kinds == ("full",) and outcome.created == 50
+    pages = [e for e in cdms_simulator.journal() if e["path"].endswith("/accounts")]
+    assert len(pages) == 3  # 30 records left: pages 3, 4 and 5, none read twice
+    assert local_state(Organisation) == remote_state(remote_client, "accounts")
+
+
+def test_a_stale_record_never_overwrites_a_newer_local_write(remote_client):
+    resync(Organisation)
+    read_before = remote_client.get("accounts", ACME_KEY, select=Organisation.cdms.select)
+    acme = Organisation.objects.skip_cdms().get(cdms_pk=ACME_KEY)
+    acme.employees = 1500
+    acme.save()  # remote first, then the local row holds what the CRM stored
+    written = write_page(Organisation, [read_before])  # a resync page read before the save
+    assert written.stale == 1 and not written
+    acme.refresh_from_db()
+    assert acme.employees == 1500
+    assert acme.cdms_etag == remote_client.get("accounts", ACME_KEY)["@odata.etag"]
+
+
+def test_a_locked_resync_returns_at_once_saying_so():
+    with ResyncLock("core.Organisation") as held, assertNumRemoteCalls(0):
+        assert held
+        outcome = resync(Organisation)
+    assert not outcome.ran and "running already" in str(outcome)
+    assert not SyncState.objects.filter(model="core.Organisation").exists()
+
+
+def test_inbound_writes_fire_post_save_post_delete_and_records_synced(
+    remote_client, django_capture_on_commit_callbacks
+):
+    resync(Contact)
+    heard = []
+
+    def saved(sender, instance, created, **kwargs):
+        heard.append(
+            ("saved", str(instance), created, signals.is_inbound(), kwargs.get("cdms_sync"))
+        )
+
+    def deleted(sender, instance, **kwargs):
+        heard.append(("deleted", str(instance), signals.is_inbound()))
+
+    def synced(sender, created, updated, deleted, **kwargs):
+        heard.append(("page", sender, len(created), len(updated), len(deleted)))
+
+    new = remote_client.create("contacts", {"firstname": "Mary", "lastname": "Jackson"})
+    remote_client.update("contacts", demo_key(ADA), {"lastname": "King"})
+    remote_client.delete("contacts", demo_key("Alan Turing"))
+    post_save.connect(saved, sender=Contact)
+    post_delete.connect(deleted, sender=Contact)
+    signals.records_synced.connect(synced)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            resync(Contact)
+        Contact.objects.skip_cdms().get(cdms_pk=new["contactid"]).save()  # a user's write
+    finally:
+        post_save.disconnect(saved, sender=Contact)
+        post_delete.disconnect(deleted, sender=Contact)
+        signals.records_synced.disconnect(synced)
+    assert sorted(heard[:3], key=str) == [
+        ("deleted", "Alan Turing", True),
+        ("saved", "Ada King", False, True, True),
+        ("saved", "Mary Jackson", True, True, True),
+    ]
+    assert heard[3] == ("page", Contact, 1, 1, 1)
+    assert heard[4] == ("saved", "Mary Jackson", False, False, None)
