@@ -35,6 +35,8 @@ MAX_BULK = 1000
 #: Reads ask for the logical name of the record each lookup points at, which a polymorphic
 #: (customer) lookup needs to be understood.
 LOOKUP_NAMES = f'odata.include-annotations="{LOOKUP_LOGICAL_NAME}"'
+#: a write answers with the record as stored, its lookups annotated as reads' are
+RETURN_RECORD = f"return=representation,{LOOKUP_NAMES}"
 BULK_ACTION = "Microsoft.Dynamics.CRM."
 Filter = str | odata.Node | None
 T = TypeVar("T")
@@ -312,7 +314,7 @@ class CDMSClient:
                 entity_set,
                 json=body,
                 idempotent=False,
-                headers={"Prefer": "return=representation"},
+                headers={"Prefer": RETURN_RECORD},
             )
             return self.session.json(response)
 
@@ -333,7 +335,7 @@ class CDMSClient:
     ) -> dict[str, Any]:
         """Change an existing record (never creates one). With ``etag``, only if the record
         has not changed since (``PreconditionFailed`` otherwise). Returns the record."""
-        headers = {"If-Match": etag or "*", "Prefer": "return=representation"}
+        headers = {"If-Match": etag or "*", "Prefer": RETURN_RECORD}
         response = self.session.request(
             "PATCH", entity_path(entity_set, key), json=dict(data), headers=headers, idempotent=True
         )
@@ -348,7 +350,7 @@ class CDMSClient:
     ) -> dict[str, Any]:
         """Create the record with this key, or update it if it exists (``create_only``:
         ``DuplicateKey`` instead of an update)."""
-        headers = {"Prefer": "return=representation"}
+        headers = {"Prefer": RETURN_RECORD}
         if create_only:
             headers["If-None-Match"] = "*"
         response = self.session.request(

@@ -10,11 +10,16 @@ from typing import Any
 LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 
 
+def default_logical_name(entity_set: str) -> str:
+    """Dataverse's naming convention: a table's logical name is its entity set's singular,
+    ``accounts`` -> ``account``, ``opportunities`` -> ``opportunity``."""
+    return entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.rstrip("s")
+
+
 def default_key(entity_set: str) -> str:
     """Dataverse's naming convention: ``accounts`` -> ``accountid``, ``opportunities`` ->
     ``opportunityid``."""
-    singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.rstrip("s")
-    return f"{singular}id"
+    return f"{default_logical_name(entity_set)}id"
 
 
 def entity_path(entity_set: str, key: str | uuid.UUID) -> str:

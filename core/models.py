@@ -41,8 +41,12 @@ class Contact(CDMSModel):
     last_name = models.CharField(max_length=50)
     email = models.EmailField(max_length=100, blank=True)
     birth_date = models.DateField(null=True, blank=True)
+    # the CRM's parent customer is an account or a contact: one foreign key for each
     organisation = models.ForeignKey(
         Organisation, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts"
+    )
+    parent_contact = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_contacts"
     )
 
     class CDMS:
@@ -53,6 +57,7 @@ class Contact(CDMSModel):
             "email": "emailaddress1",
             "birth_date": "birthdate",
             "organisation": Lookup("parentcustomerid_account", value="_parentcustomerid_value"),
+            "parent_contact": Lookup("parentcustomerid_contact", value="_parentcustomerid_value"),
         }
 
     def __str__(self) -> str:

@@ -96,13 +96,13 @@ def values_of(
     }
     unheld = []
     for fm in mapping.fields:
-        raw = record.get(fm.remote)
         if fm.is_lookup:
-            value = related[fm.field.name].get(key_of(raw)) if raw else None
-            if raw and value is None:
+            key = fm.lookup_key(record)
+            value = related[fm.field.name].get(key_of(key)) if key else None
+            if key and value is None:
                 values["cdms_etag"] = ""  # a lookup not resolved yet: the next read redoes it
         else:
-            value = fm.to_python(raw)
+            value = fm.to_python(record.get(fm.remote))
         if value is None and not fm.field.null:
             if not fm.field.has_default():
                 unheld.append(fm)
@@ -148,24 +148,24 @@ def _link_within(model: type[CDMSModel], records: list[dict], rows: list) -> Non
         return
     by_key = {key_of(r[model.cdms.key]): r for r in records}
     wanted = {
-        key_of(by_key[str(row.cdms_pk)][fm.remote])
+        key_of(key)
         for row in rows
         for fm in lookups
-        if by_key[str(row.cdms_pk)].get(fm.remote)
+        if (key := fm.lookup_key(by_key[str(row.cdms_pk)]))
     }
     ids = _local_ids(model, wanted)
     every_lookup = [fm for fm in model.cdms.fields if fm.is_lookup]
     linked = []
     for row in rows:
         record = by_key[str(row.cdms_pk)]
-        found = [ids.get(key_of(record[fm.remote])) for fm in lookups if record.get(fm.remote)]
-        if not any(found):
+        keys = {fm.field.name: fm.lookup_key(record) for fm in lookups}
+        if not any(ids.get(key_of(key)) for key in keys.values() if key):
             continue
         for fm in lookups:
-            if record.get(fm.remote):
-                setattr(row, fm.field.attname, ids.get(key_of(record[fm.remote])))
+            if keys[fm.field.name]:
+                setattr(row, fm.field.attname, ids.get(key_of(keys[fm.field.name])))
         if all(
-            getattr(row, fm.field.attname) is not None or not record.get(fm.remote)
+            getattr(row, fm.field.attname) is not None or not fm.lookup_key(record)
             for fm in every_lookup
         ):
             row.cdms_etag = record.get("@odata.etag", "")  # resolved after all
@@ -192,7 +192,7 @@ def _related_ids(
         if not fm.is_lookup:
             continue
         target = fm.target
-        wanted = {key_of(r[fm.remote]) for r in records if r.get(fm.remote)}
+        wanted = {key_of(key) for r in records if (key := fm.lookup_key(r))}
         refreshed = fm.field.name in refresh
         if refreshed and all(fm.navigation in r for r in records):
             # they came with the records ($expand): written first, no request of their own

@@ -3,10 +3,14 @@
 class CDMS:
     entity_set = "accounts"
     key = "accountid"                 # optional: Dataverse's convention by default
+    logical_name = "account"          # optional: likewise (what lookups to it are annotated)
     fields = {
         "name": "name",               # model field -> remote property
         "parent": "parentaccountid",  # a ForeignKey -> the lookup's navigation property
+        # a lookup with several targets (a customer: an account or a contact): one foreign key
+        # per target, each through its own navigation property, sharing the value property
         "organisation": Lookup("parentcustomerid_account", value="_parentcustomerid_value"),
+        "parent_contact": Lookup("parentcustomerid_contact", value="_parentcustomerid_value"),
         "sector": ("industrycode", OptionSet({"retail": 1})),  # a converter of one's own
     }
     allow_full_reads = False          # a filter relaxed to nothing reads the whole set
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
-from cdms_api.keys import default_key
+from cdms_api.keys import default_key, default_logical_name, lookup_value
 
 from .converters import Converter, converter_for
 
@@ -55,6 +59,23 @@ class FieldMap:
         return self.navigation is not None
 
     @property
+    def is_shared(self) -> bool:
+        """A lookup with several targets (``_parentcustomerid_value`` read through
+        ``parentcustomerid_account``): its value may point at a table other than this
+        field's, which the record's ``lookuplogicalname`` annotation tells."""
+        return self.is_lookup and self.remote != f"_{self.navigation}_value"
+
+    def lookup_key(self, record: dict[str, Any]) -> str | None:
+        """The key this lookup field holds in a record: None when empty, or when it points
+        at another table than the field's target."""
+        value = lookup_value(record, self.remote)
+        if value is None:
+            return None
+        if value.logical_name and value.logical_name != self.target.cdms.logical_name:
+            return None
+        return value.key
+
+    @property
     def target(self) -> type[CDMSModel]:
         return self.field.related_model
 
@@ -70,6 +91,7 @@ class Mapping:
     model: type[models.Model]
     entity_set: str
     key: str
+    logical_name: str
     fields: list[FieldMap] = field(default_factory=list)
     allow_full_reads: bool = False
     errors: list[str] = field(default_factory=list)  # reported by the system check
@@ -82,14 +104,19 @@ class Mapping:
         spec = getattr(model, "CDMS", None)
         entity_set = getattr(spec, "entity_set", "")
         key = getattr(spec, "key", None) or default_key(entity_set)
+        logical_name = getattr(spec, "logical_name", None) or default_logical_name(entity_set)
         mapping = cls(
-            model, entity_set, key, allow_full_reads=getattr(spec, "allow_full_reads", False)
+            model,
+            entity_set,
+            key,
+            logical_name,
+            allow_full_reads=getattr(spec, "allow_full_reads", False),
         )
         for name, target in (getattr(spec, "fields", None) or {}).items():
             mapped = mapping._field(name, target)
             if mapped is None:
                 continue
-            if any(fm.remote == mapped.remote for fm in mapping.fields):
+            if any(_same_property(fm, mapped) for fm in mapping.fields):
                 mapping.errors.append(f"maps the remote property '{mapped.remote}' twice")
             mapping.fields.append(mapped)
         if not entity_set:
@@ -143,6 +170,14 @@ class Mapping:
     def select(self) -> list[str]:
         """The properties a read asks for."""
         return list(dict.fromkeys([self.key, "modifiedon", *(fm.remote for fm in self.fields)]))
+
+
+def _same_property(one: FieldMap, other: FieldMap) -> bool:
+    """Two maps of one property; a lookup with several targets may be mapped once per target
+    (by a navigation property each)."""
+    if one.remote != other.remote:
+        return False
+    return not (one.is_lookup and other.is_lookup and one.navigation != other.navigation)
 
 
 # the fields CDMSModel adds and the sync engine writes

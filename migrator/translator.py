@@ -348,7 +348,7 @@ def compare(t: Translator, lookup, negated: bool) -> odata.Node:
         raise Unsupported(f"ordering {left.field.name} by a local-only row")
     value = values[0]
     if value is None:
-        node = odata.Prop(left.path).is_null() if op == "eq" else odata.FALSE
+        node = null_of(left, True, negated) if op == "eq" else odata.FALSE
         return empty_text(left) if left.is_text and lookup.rhs == "" else node
     if side := left.beyond_range(value):
         # No remote value lies beyond its type's range: such a comparison is false of every
@@ -437,7 +437,30 @@ def is_null(t: Translator, lookup, negated: bool) -> odata.Node:
             return odata.FALSE if lookup.rhs else odata.TRUE
         if negated == bool(lookup.rhs):  # a remote null would stand for a missing row
             raise Unsupported(f"isnull on {left.field.name} across a relation")
-    return odata.Prop(left.path).is_null(bool(lookup.rhs))
+    return null_of(left, bool(lookup.rhs), negated)
+
+
+def null_of(left: Operand, null: bool, negated: bool) -> odata.Node:
+    """``x is null`` (or not). A lookup with several targets is null locally also where it
+    points at another table: with a foreign key mapped for each of the others, that is
+    ``value eq null or <other>/<key> ne null ...``; without, a remote ``eq null`` would miss
+    records, and is relaxed where it would."""
+    if not (left.kind == "field" and left.mapping.is_shared):
+        return odata.Prop(left.path).is_null(null)
+    others = [
+        fm
+        for fm in mapping_of(left.field.model).fields
+        if fm.is_lookup and fm.remote == left.mapping.remote and fm is not left.mapping
+    ]
+    if others and not left.navigated:
+        exact = odata.or_(
+            odata.Prop(left.path).is_null(),
+            *(odata.Prop(f"{fm.navigation}/{fm.target.cdms.key}").ne(None) for fm in others),
+        )
+        return exact if null else odata.not_(exact)
+    if null != negated:
+        raise Unsupported(f"{left.field.name} is null (its lookup may point at another table)")
+    return odata.Prop(left.path).is_null(null)
 
 
 def _day_start(day: dt.date) -> dt.datetime | None:

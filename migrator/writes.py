@@ -97,8 +97,7 @@ def settle_update(instance: CDMSModel, names: set[str]) -> bool:
             continue
         value = getattr(instance, fm.field.attname)
         if fm.is_lookup:
-            want, have = related_key(instance, fm, value), record.get(fm.remote)
-            if _key(want) != _key(have):
+            if _key(related_key(instance, fm, value)) != _key(fm.lookup_key(record)):
                 return False
         elif _as_sent(fm, value) != fm.to_python(record.get(fm.remote)):
             return False
@@ -141,17 +140,31 @@ def remove(instance: CDMSModel) -> None:
 def payload(instance: CDMSModel, names: set[str] | None = None) -> dict[str, Any]:
     """The remote body for the mapped fields (those in ``names``, by attname, if given)."""
     data: dict[str, Any] = {}
+    cleared: set[str] = set()
     for fm in instance.cdms.fields:
         if names is not None and fm.field.attname not in names:
             continue
         value = getattr(instance, fm.field.attname)
-        if fm.is_lookup:
+        if not fm.is_lookup:
+            data[fm.remote] = fm.to_remote(value)
+        elif value is not None:
             data[f"{fm.navigation}@odata.bind"] = bind(
                 fm.target.cdms.entity_set, related_key(instance, fm, value)
             )
-        else:
-            data[fm.remote] = fm.to_remote(value)
+        elif fm.remote not in cleared and not _points_elsewhere(instance, fm):
+            cleared.add(fm.remote)  # once, for a lookup mapped once per target
+            data[f"{fm.navigation}@odata.bind"] = None
     return data
+
+
+def _points_elsewhere(instance: CDMSModel, fm) -> bool:
+    """Whether another field of a lookup with several targets holds its value: this one's
+    None does not clear the lookup."""
+    return any(
+        other.is_lookup and other.remote == fm.remote and getattr(instance, other.field.attname)
+        for other in instance.cdms.fields
+        if other is not fm
+    )
 
 
 def related_key(instance: CDMSModel, fm, local_id: Any):

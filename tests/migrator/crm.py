@@ -89,7 +89,7 @@ class CRM:
             local = getattr(row, fm.field.attname)
             if fm.is_lookup:
                 local = local and str(fm.target.objects.skip_cdms().get(pk=local).cdms_pk)
-                assert local == record.get(fm.remote), f"{row}.{fm.field.name}"
+                assert local == fm.lookup_key(record), f"{row}.{fm.field.name}"
             else:
                 assert local == fm.to_python(record.get(fm.remote)), f"{row}.{fm.field.name}"
 

@@ -120,7 +120,10 @@ FILTERS = [
         f"'{ROCKET_KEY}'])",
     ),
     # across foreign keys
-    (lambda: people.filter(organisation__isnull=True), "_parentcustomerid_value eq null"),
+    (
+        lambda: people.filter(organisation__isnull=True),
+        "_parentcustomerid_value eq null or parentcustomerid_contact/contactid ne null",
+    ),
     (lambda: orgs.filter(parent__isnull=False), "_parentaccountid_value ne null"),
     (
         lambda: people.filter(organisation__name="Acme Holdings"),
