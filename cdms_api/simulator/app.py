@@ -372,8 +372,8 @@ class Simulator:
         context = context_url(self.base_url(request), entity_set, select, expands)
         body = {"@odata.context": context + "/$entity"}
         notes = Annotator(self.schema, self.store, prefs).annotate(entity_set, [row], select)
-        (record,) = represent(entity_set, [row], select, expansions(self.store, [row], expands), notes)
-        body.update(record)
+        expanded = expansions(self.store, [row], expands)
+        body.update(represent(entity_set, [row], select, expanded, notes)[0])
         return json_response(body, headers={"ETag": etag(row)})
 
     def count(
