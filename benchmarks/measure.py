@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -167,6 +168,7 @@ def compare(
     count: Counter,
 ) -> Comparison:
     """Measure the subject (``readers[0]``) and its baseline (``readers[1]``, if any)."""
+    print(f"{benchmark}: {case}" + (f", {matches:,}" if matches else ""), file=sys.stderr)
     counts = [_counted(reader, count) for reader in readers]
     wall: list[list[float]] = [[] for _ in readers]
     cpu: list[list[float]] = [[] for _ in readers]
