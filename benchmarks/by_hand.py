@@ -4,8 +4,8 @@ ORM figure. Reads page the records with the plain ``requests`` loop, store them 
 of bound parameters allows), then ask the local database the same question with
 ``skip_cdms()``. Writes are the one raw request.
 
-The mapping is written out by hand, as such code would: the example project's accounts carry
-no parent here, so the parent lookup is not resolved (one more query per page if it were)."""
+The mapping is the model's own declaration; the example project's accounts carry no parent
+here, so the parent lookup is not resolved (one more query per page if it were)."""
 
 from __future__ import annotations
 
@@ -25,20 +25,13 @@ from core.models import Organisation
 
 from . import plain
 
-SELECT = (
-    "name,websiteurl,telephone1,numberofemployees,revenue,new_ukbased,new_foundedon,"
-    "_parentaccountid_value,modifiedon"
-)
 BOOKKEEPING = ["cdms_pk", "cdms_etag", "cdms_modified", "created", "modified"]
-MAPPED = {  # model field -> remote property
-    "name": "name",
-    "website": "websiteurl",
-    "phone": "telephone1",
-    "employees": "numberofemployees",
-    "revenue": "revenue",
-    "uk_based": "new_ukbased",
-    "founded_on": "new_foundedon",
+MAPPED = {  # model field -> remote property, from the model's declaration; lookups left out
+    name: remote
+    for name, remote in Organisation.CDMS.fields.items()
+    if not Organisation._meta.get_field(name).is_relation
 }
+SELECT = ",".join([*MAPPED.values(), "_parentaccountid_value", "modifiedon"])
 NOT_UPDATED = {"cdms_pk", "created"}
 BLANK_TEXT = {"website", "phone"}  # text fields that hold "" for the remote's null
 
