@@ -7,7 +7,7 @@ from cdms_api.client import CDMSClient
 from cdms_api.simulator.testing import simulator_process
 
 from . import data, plain
-from .measure import Comparison, Plan, Reader, compare, journal_counter
+from .measure import Comparison, Journal, Plan, Reader, compare
 
 SELECT = "name,websiteurl,numberofemployees,revenue"
 GROUP = 1
@@ -32,7 +32,7 @@ def run(plan: Plan) -> list[Comparison]:
             Reader("plain loop", lambda: plain.read_all(session, url, {"$select": SELECT})),
         ]
         figure = compare(
-            "client", "paged read", plan.records, readers, plan.runs, journal_counter(simulator)
+            "client", "paged read", plan.records, readers, plan.runs, Journal(simulator)
         )
         client.close()
     return [figure]

@@ -43,32 +43,34 @@ QUICK = Plan(sizes=(100, 500), runs=2, operations=5, records=2000)
 
 @dataclass
 class Counts:
-    """What one run did: remote requests, records the remote sent, seconds the simulator spent
-    serving them, local queries (None where there is no local database)."""
+    """What one run did: remote requests, records the remote sent, local queries (None where
+    there is no local database)."""
 
     requests: int
     records: int
-    server_s: float
     queries: int | None = None
 
 
-Counter = Callable[[Callable[[], Any]], Counts]
+class Journal:
+    """What the simulator's journal tells of the requests made while an action ran: their
+    counts, and the time the simulator spent serving them (which it records for every
+    request, so reading it costs the timed runs nothing)."""
 
+    def __init__(self, simulator: SimulatorHandle):
+        self.simulator = simulator
 
-def journal_counter(simulator: SimulatorHandle) -> Counter:
-    """Counts from the simulator's journal: every request it served while the action ran."""
-
-    def count(action: Callable[[], Any]) -> Counts:
-        simulator.clear_journal()
+    def count(self, action: Callable[[], Any]) -> Counts:
+        self.start()
         action()
-        journal = simulator.journal()
-        return Counts(
-            requests=len(journal),
-            records=sum(entry["records"] or 0 for entry in journal),
-            server_s=sum(entry["duration_ms"] for entry in journal) / 1000,
-        )
+        journal = self.simulator.journal()
+        return Counts(len(journal), sum(entry["records"] or 0 for entry in journal))
 
-    return count
+    def start(self) -> None:
+        self.simulator.clear_journal()
+
+    def served_s(self) -> float:
+        """Seconds the simulator spent serving the requests since ``start()``."""
+        return sum(entry["duration_ms"] for entry in self.simulator.journal()) / 1000
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Measurement:
     reader: str
     wall_s: list[float]
     cpu_s: list[float]
+    served_s: list[float]
     per: int
     counts: Counts
     peak_bytes: int
@@ -99,6 +102,11 @@ class Measurement:
     @property
     def cpu(self) -> float:
         return statistics.median(self.cpu_s) / self.per
+
+    @property
+    def served(self) -> float:
+        """The median time the simulator spent serving one operation's requests."""
+        return statistics.median(self.served_s) / self.per
 
     @property
     def low(self) -> float:
@@ -119,12 +127,13 @@ class Measurement:
             "operations_per_run": self.per,
             "wall_s": {"median": self.wall, "min": self.low, "max": self.high},
             "cpu_s": {"median": self.cpu},
+            "simulator_s": {"median": self.served},
             "spread": self.spread,
             "runs_wall_s": self.wall_s,
             "runs_cpu_s": self.cpu_s,
+            "runs_simulator_s": self.served_s,
             "remote_requests": self.counts.requests,
             "records_read": self.counts.records,
-            "simulator_s": self.counts.server_s,
             "local_queries": self.counts.queries,
             "peak_memory_bytes": self.peak_bytes,
         }
@@ -143,9 +152,17 @@ class Comparison:
 
     @property
     def ratio(self) -> float | None:
+        """Wall time to the baseline's."""
         if self.baseline is None or not self.baseline.wall:
             return None
         return self.subject.wall / self.baseline.wall
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """The reader's CPU time to the baseline's: its own work, the remote's left out."""
+        if self.baseline is None or not self.baseline.cpu:
+            return None
+        return self.subject.cpu / self.baseline.cpu
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +170,7 @@ class Comparison:
             "case": self.case,
             "matches": self.matches,
             "ratio": self.ratio,
+            "cpu_ratio": self.cpu_ratio,
             "subject": self.subject.as_json(),
             "baseline": None if self.baseline is None else self.baseline.as_json(),
             "notes": self.notes,
@@ -165,41 +183,39 @@ def compare(
     matches: int | None,
     readers: list[Reader],
     runs: int,
-    count: Counter,
+    journal: Journal,
 ) -> Comparison:
     """Measure the subject (``readers[0]``) and its baseline (``readers[1]``, if any)."""
     print(f"{benchmark}: {case}" + (f", {matches:,}" if matches else ""), file=sys.stderr)
-    counts = [_counted(reader, count) for reader in readers]
-    wall: list[list[float]] = [[] for _ in readers]
-    cpu: list[list[float]] = [[] for _ in readers]
+    counts = [_counted(reader, journal) for reader in readers]
+    timed: list[list[tuple[float, float, float]]] = [[] for _ in readers]
     for _ in range(runs):
-        for reader, walls, cpus in zip(readers, wall, cpu, strict=True):
-            elapsed, used = _timed(reader)
-            walls.append(elapsed)
-            cpus.append(used)
+        for reader, runs_of_reader in zip(readers, timed, strict=True):
+            runs_of_reader.append(_timed(reader, journal))
     peaks = [_peak(reader) for reader in readers]
-    measured = [
-        Measurement(reader.name, walls, cpus, reader.per, counted, peak)
-        for reader, walls, cpus, counted, peak in zip(
-            readers, wall, cpu, counts, peaks, strict=True
-        )
-    ]
+    measured = []
+    for reader, runs_of_reader, counted, peak in zip(readers, timed, counts, peaks, strict=True):
+        wall, cpu, served = (list(column) for column in zip(*runs_of_reader, strict=True))
+        measured.append(Measurement(reader.name, wall, cpu, served, reader.per, counted, peak))
     return Comparison(
         benchmark, case, matches, measured[0], measured[1] if len(measured) > 1 else None
     )
 
 
-def _counted(reader: Reader, count: Counter) -> Counts:
+def _counted(reader: Reader, journal: Journal) -> Counts:
     reader.prepare()
-    return count(reader.action)
+    return journal.count(reader.action)
 
 
-def _timed(reader: Reader) -> tuple[float, float]:
+def _timed(reader: Reader, journal: Journal) -> tuple[float, float, float]:
+    """Wall and CPU seconds of one run, and the simulator's."""
     reader.prepare()
+    journal.start()
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     reader.action()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, journal.served_s()
 
 
 def _peak(reader: Reader) -> int:

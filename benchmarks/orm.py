@@ -19,8 +19,18 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from cdms_api.client import CDMSClient
 from cdms_api.simulator.testing import SimulatorHandle, simulator_process
 
-from .measure import Counts, Plan, journal_counter
+from .measure import Counts, Journal, Plan
 from .plain import PAGE_SIZE
+
+
+class QueriesAndJournal(Journal):
+    """The simulator's counts, and the local queries."""
+
+    def count(self, action: Callable[[], Any]) -> Counts:
+        with CaptureQueriesContext(connection) as queries:
+            counts = super().count(action)
+        counts.queries = len(queries)
+        return counts
 
 
 @dataclass
@@ -28,12 +38,9 @@ class Environment:
     simulator: SimulatorHandle
     crm: CDMSClient  # another user of the CRM, changing records behind the ORM's back
 
-    def count(self, action: Callable[[], Any]) -> Counts:
-        """The simulator's counts, and the local queries."""
-        with CaptureQueriesContext(connection) as queries:
-            counts = journal_counter(self.simulator)(action)
-        counts.queries = len(queries)
-        return counts
+    @property
+    def journal(self) -> Journal:
+        return QueriesAndJournal(self.simulator)
 
 
 @contextmanager

@@ -146,7 +146,7 @@ def list_reads(env: Environment, plan: Plan, hand: ByHand, group: Group) -> list
     for case, once, each, baseline in cases:
         once()
         readers = [Reader("ORM", orm, each), Reader("by hand", baseline, each)]
-        figures.append(compare(BENCHMARK, case, group.size, readers, plan.runs, env.count))
+        figures.append(compare(BENCHMARK, case, group.size, readers, plan.runs, env.journal))
     return figures
 
 
@@ -162,12 +162,12 @@ def small_reads(env: Environment, plan: Plan, hand: ByHand, group: Group) -> lis
             return call(group.queryset().skip_cdms())
 
         readers = [Reader("ORM", orm), Reader("by hand", baseline)]
-        figures.append(compare(BENCHMARK, case, group.size, readers, plan.runs, env.count))
+        figures.append(compare(BENCHMARK, case, group.size, readers, plan.runs, env.journal))
     readers = [
         Reader("ORM", lambda: group.queryset().count()),
         Reader("by hand", lambda: hand.count(group.filter)),
     ]
-    figures.append(compare(BENCHMARK, "count()", group.size, readers, plan.runs, env.count))
+    figures.append(compare(BENCHMARK, "count()", group.size, readers, plan.runs, env.journal))
     return figures
 
 
@@ -188,4 +188,4 @@ def get_by_key(env: Environment, plan: Plan, hand: ByHand, group: Group) -> Comp
         Reader("ORM", orm, per=len(pks)),
         Reader("by hand", baseline, per=len(keys)),
     ]
-    return compare(BENCHMARK, "get(pk=...), per call", group.size, readers, plan.runs, env.count)
+    return compare(BENCHMARK, "get(pk=...), per call", group.size, readers, plan.runs, env.journal)

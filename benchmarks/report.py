@@ -18,7 +18,8 @@ from .measure import Comparison, Measurement
 
 HEADER = (
     f"{'case':<46} {'matches':>7}  {'reader':<18} {'wall: median (min-max)':<30} {'CPU':>9}  "
-    f"{'ratio':>6}  {'requests':>8} {'records':>8} {'queries':>7} {'simulator':>9} {'peak MB':>8}"
+    f"{'ratio':>6} {'CPU ratio':>9}  {'requests':>8} {'records':>8} {'queries':>7} "
+    f"{'simulator':>9} {'peak MB':>8}"
 )
 LIST_READS = ("cold list", "warm list")
 
@@ -39,8 +40,10 @@ def table(figures: list[Comparison], out: TextIO) -> None:
         for i, measured in enumerate(filter(None, [figure.subject, figure.baseline])):
             case = figure.case if i == 0 else ""
             matches = f"{figure.matches:,}" if figure.matches is not None and i == 0 else ""
-            ratio = f"{figure.ratio:.2f}x" if i == 0 and figure.ratio is not None else ""
-            print(f"{case:<46} {matches:>7}  {_line(measured, ratio)}", file=out)
+            ratios = ("", "")
+            if i == 0 and figure.ratio is not None:
+                ratios = (f"{figure.ratio:.2f}x", f"{figure.cpu_ratio:.2f}x")
+            print(f"{case:<46} {matches:>7}  {_line(measured, *ratios)}", file=out)
             if measured.per > 1:
                 per_call.add(measured.per)
         for note in figure.notes:
@@ -51,14 +54,14 @@ def table(figures: list[Comparison], out: TextIO) -> None:
         )
 
 
-def _line(measured: Measurement, ratio: str) -> str:
+def _line(measured: Measurement, ratio: str, cpu_ratio: str) -> str:
     counts = measured.counts
     spread = f"{duration(measured.wall)} ({duration(measured.low)}-{duration(measured.high)})"
     queries = "" if counts.queries is None else f"{counts.queries:,}"
     return (
-        f"{measured.reader:<18} {spread:<30} {duration(measured.cpu):>9}  {ratio:>6}  "
-        f"{counts.requests:>8,} {counts.records:>8,} {queries:>7} "
-        f"{duration(counts.server_s):>9} {measured.peak_bytes / 1e6:>8.1f}"
+        f"{measured.reader:<18} {spread:<30} {duration(measured.cpu):>9}  {ratio:>6} "
+        f"{cpu_ratio:>9}  {counts.requests:>8,} {counts.records:>8,} {queries:>7} "
+        f"{duration(measured.served):>9} {measured.peak_bytes / 1e6:>8.1f}"
     )
 
 

@@ -10,7 +10,7 @@ import time
 from cdms_api.simulator.testing import simulator_process
 
 from . import data, plain
-from .measure import Comparison, Plan, Reader, compare, journal_counter
+from .measure import Comparison, Journal, Plan, Reader, compare
 
 SELECT = "name,websiteurl,numberofemployees,revenue"
 GROUP = 1
@@ -25,12 +25,11 @@ def run(plan: Plan) -> list[Comparison]:
         url = f"{simulator.base_url}accounts"
         reader = Reader("plain loop", lambda: plain.read_all(session, url, {"$select": SELECT}))
         figure = compare(
-            "simulator", "paged read", plan.records, [reader], plan.runs, journal_counter(simulator)
+            "simulator", "paged read", plan.records, [reader], plan.runs, Journal(simulator)
         )
-    served = figure.subject.counts
     figure.notes += [
         f"reader: {plan.records / figure.subject.wall:,.0f} records/s",
-        f"simulator: {served.records / served.server_s:,.0f} records/s served",
+        f"simulator: {plan.records / figure.subject.served:,.0f} records/s served",
         f"load: {plan.records / load_s:,.0f} records/s",
     ]
     return [figure]

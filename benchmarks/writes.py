@@ -52,7 +52,7 @@ def save(env: Environment, plan: Plan, hand: ByHand) -> Comparison:
         Reader("ORM", orm, load_objects, per=n),
         Reader("raw PATCH", baseline, read_etags, per=n),
     ]
-    return compare(BENCHMARK, "save(), per call", None, readers, plan.runs, env.count)
+    return compare(BENCHMARK, "save(), per call", None, readers, plan.runs, env.journal)
 
 
 def delete(env: Environment, plan: Plan, hand: ByHand) -> Comparison:
@@ -84,4 +84,4 @@ def delete(env: Environment, plan: Plan, hand: ByHand) -> Comparison:
         Reader("ORM", orm, load_objects, per=n),
         Reader("raw DELETE", baseline, read_etags, per=n),
     ]
-    return compare(BENCHMARK, "delete(), per call", None, readers, plan.runs, env.count)
+    return compare(BENCHMARK, "delete(), per call", None, readers, plan.runs, env.journal)

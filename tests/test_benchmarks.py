@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import by_hand, data
 from benchmarks.by_hand import ByHand
-from benchmarks.measure import Counts, Reader, compare
+from benchmarks.measure import Counts, Journal, Reader, compare
 from core.models import Organisation
 
 GROUP = 77
@@ -77,17 +77,29 @@ def test_by_hand_single_requests_answer_as_the_orm(cdms_simulator_settings, grou
     assert not Organisation.objects.filter(cdms_pk=key).exists()
 
 
+class FakeJournal(Journal):
+    """A journal of no simulator: each count and each timed run noted in ``calls``."""
+
+    def __init__(self, calls: list[str]):
+        self.calls = calls
+
+    def count(self, action) -> Counts:
+        self.calls.append("count")
+        action()
+        return Counts(requests=3, records=30, queries=2)
+
+    def start(self) -> None:
+        pass
+
+    def served_s(self) -> float:
+        return 0.5
+
+
 def test_compare_prepares_every_pass_and_reports_per_operation():
     calls: list[str] = []
-
-    def counter(action) -> Counts:
-        calls.append("count")
-        action()
-        return Counts(requests=3, records=30, server_s=0.0, queries=2)
-
     subject = Reader("subject", lambda: calls.append("subject"), lambda: calls.append("prep"), 4)
     baseline = Reader("baseline", lambda: calls.append("baseline"))
-    figure = compare("unit", "case", 10, [subject, baseline], runs=3, count=counter)
+    figure = compare("unit", "case", 10, [subject, baseline], runs=3, journal=FakeJournal(calls))
 
     # counted (and warmed up) first, then the timed runs alternating, then memory
     assert calls == [
@@ -97,7 +109,9 @@ def test_compare_prepares_every_pass_and_reports_per_operation():
     ]  # fmt: skip
     assert len(figure.subject.wall_s) == len(figure.baseline.wall_s) == 3
     assert figure.subject.wall == pytest.approx(sorted(figure.subject.wall_s)[1] / 4)
-    assert figure.subject.counts == Counts(3, 30, 0.0, 2)
+    assert figure.subject.served == 0.5 / 4 and figure.baseline.served == 0.5
+    assert figure.subject.counts == Counts(3, 30, 2)
     assert figure.subject.peak_bytes >= 0
     assert figure.ratio == pytest.approx(figure.subject.wall / figure.baseline.wall)
+    assert figure.cpu_ratio == pytest.approx(figure.subject.cpu / figure.baseline.cpu)
     assert figure.as_json()["subject"]["operations_per_run"] == 4
