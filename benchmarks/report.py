@@ -100,12 +100,13 @@ def growth(figures: list[Comparison], out: TextIO) -> None:
     sizes = sorted({size for by_size in small.values() for size in by_size})
     print("\nsmall reads: remote requests / records read by the ORM, by matches", file=out)
     columns = "".join(f"{size:>16,}" for size in sizes)
-    print(f"{'case':<46}{columns}  grows with matches?", file=out)
+    print(f"{'case':<46}{columns}  records read grew (matches grew)", file=out)
     for case, by_size in small.items():
-        counts = [by_size[size].subject.counts for size in sizes if size in by_size]
+        present = [size for size in sizes if size in by_size]
+        counts = [by_size[size].subject.counts for size in present]
         cells = "".join(f"{f'{c.requests} / {c.records:,}':>16}" for c in counts)
-        grows = "yes" if counts[-1].records > counts[0].records else "no"
-        print(f"{case:<46}{cells}  {grows}", file=out)
+        grew = counts[-1].records / counts[0].records if counts[0].records else float("nan")
+        print(f"{case:<46}{cells}  {grew:.1f}x ({present[-1] / present[0]:.0f}x)", file=out)
 
 
 def _by_case(figures: Iterable[Comparison]) -> dict[str, dict[int, Comparison]]:
