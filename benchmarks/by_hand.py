@@ -1,8 +1,7 @@
 """What a careful engineer writes by hand for the results the ORM gives: the baseline of every
 ORM figure. Reads page the records with the plain ``requests`` loop, store them with one
-``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` per page (on SQLite, per as many rows as its limit
-of bound parameters allows), then ask the local database the same question with
-``skip_cdms()``. Writes are the one raw request.
+``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` per page (see ``upsert``), then ask the local
+database the same question with ``skip_cdms()``. Writes are the one raw request.
 
 The mapping is the model's own declaration; the example project's accounts carry no parent
 here, so the parent lookup is not resolved (one more query per page if it were)."""
@@ -91,26 +90,35 @@ class ByHand:
 
 # the local side ------------------------------------------------------------------------------
 def upsert(records: list[dict]) -> None:
-    """Store the records in the model's table, one statement per page of records."""
+    """Store the records in the model's table: on PostgreSQL one statement per page, its
+    values passed as one array per column (``unnest``); on SQLite a multi-row ``VALUES`` per
+    as many rows as its limit of bound parameters allows."""
     if not records:
         return
     meta = Organisation._meta
-    names = [*BOOKKEEPING, *MAPPED]
-    columns = [connection.ops.quote_name(meta.get_field(name).column) for name in names]
-    updated = [c for name, c in zip(names, columns, strict=True) if name not in NOT_UPDATED]
+    fields = [meta.get_field(name) for name in [*BOOKKEEPING, *MAPPED]]
+    columns = [connection.ops.quote_name(field.column) for field in fields]
+    updated = [c for f, c in zip(fields, columns, strict=True) if f.name not in NOT_UPDATED]
     key_column = connection.ops.quote_name(meta.get_field("cdms_pk").column)
-    row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    head = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({', '.join(columns)}) VALUES "
+    head = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({', '.join(columns)}) "
     tail = f" ON CONFLICT ({key_column}) DO UPDATE SET " + ", ".join(
         f"{c} = excluded.{c}" for c in updated
     )
     rows = _rows(records)
-    per_statement = _rows_per_statement(len(columns), len(rows))
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+            cursor.execute(
+                f"{head}SELECT * FROM unnest({arrays}){tail}",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+            return
+        row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        per_statement = max(1, _sqlite_variables() // len(columns))
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             cursor.execute(
-                head + ", ".join([row_marks] * len(chunk)) + tail,
+                f"{head}VALUES {', '.join([row_marks] * len(chunk))}{tail}",
                 [value for row in chunk for value in row],
             )
 
@@ -131,12 +139,10 @@ def _rows(records: list[dict]) -> list[tuple]:
     return rows
 
 
-def _rows_per_statement(columns: int, rows: int) -> int:
-    if connection.vendor != "sqlite":
-        return rows
+def _sqlite_variables() -> int:
+    """How many bound parameters one SQLite statement may have."""
     connection.ensure_connection()
-    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    return max(1, limit // columns)
+    return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 def local(queryset: QuerySet) -> list:
