@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 COMPAT := powerplatform dataverse-api dynamics-client
 
-.PHONY: demo test lint simulator benchmark compat clean
+.PHONY: demo test lint simulator benchmark benchmark-quick compat clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ lint: $(STAMP)
 simulator: $(STAMP)
 	$(BIN)/python -m cdms_api.simulator --seed demo
 
+# figures, never pass/fail (docs/benchmarks.md); BENCHMARK_ARGS="--only reads --runs 3" to choose
 benchmark: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCHMARK_ARGS)
+
+benchmark-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick $(BENCHMARK_ARGS)
 
 # Dataverse's own clients against the simulator, each in a pinned environment of its own
 compat: $(STAMP) $(COMPAT:%=.compat/%/.installed)

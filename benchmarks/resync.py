@@ -4,7 +4,8 @@ own, which must not grow with the count), and an incremental resync of 10 change
 50,000 records against the full one (requests and time, as a ratio).
 
 The simulator runs in a process of its own, so that neither its CPU time nor its memory
-counts; the local database is the benchmarks' own (``benchmarks.django_setup``)."""
+counts. Run by ``python -m benchmarks --only resync`` on the benchmarks' throwaway database
+(``benchmarks.orm``); the test suite runs it small."""
 
 from __future__ import annotations
 
@@ -14,21 +15,17 @@ import tracemalloc
 import uuid
 from collections.abc import Callable
 
-from benchmarks.django_setup import standalone
+from django.apps import apps
+from django.conf import settings
+from django.test.utils import override_settings
 
-standalone()
+from cdms_api.client import CDMSClient
+from cdms_api.simulator.testing import SimulatorHandle, simulator_process
+from migrator import remote
+from migrator.resync import resync
+from migrator.state import SyncState
 
-from django.apps import apps  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.test.utils import override_settings  # noqa: E402
-
-from cdms_api.client import CDMSClient  # noqa: E402
-from cdms_api.simulator.testing import SimulatorHandle, simulator_process  # noqa: E402
-from migrator import remote  # noqa: E402
-from migrator.resync import resync  # noqa: E402
-from migrator.state import SyncState  # noqa: E402
-
-from .simulator_read import records  # noqa: E402
+from . import data
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -56,8 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
             remote.reset()
             for size in args.sizes:
                 simulator.reset()
-                for start in range(0, size, 5000):
-                    simulator.load("accounts", records(min(5000, size - start)))
+                data.load(simulator, data.accounts(size, group=1))
                 full_s = timed(lambda: resync(organisation, full=True), organisation)
                 by_hand_s = timed(lambda: by_hand(simulator, args.page_size), organisation)
                 peak = peak_memory(lambda: resync(organisation, full=True), organisation)
@@ -168,7 +164,3 @@ def report(figures: dict, args: argparse.Namespace) -> None:
         f"the full resync: {inc['full_requests']} requests in {inc['full_s']:.2f} s; "
         f"ratio {inc['incremental_s'] / inc['full_s']:.4f}"
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -52,7 +52,12 @@ class Annotator:
         result: list[dict[str, dict[str, Any]]] = [{} for _ in rows]
         if not self.active:
             return result
-        properties = list(select or entity_set.properties.values())
+        # only lookups and option sets carry annotations: the other properties are not visited
+        properties = [
+            p
+            for p in select or entity_set.properties.values()
+            if p.is_lookup or (self.formatted and p.options)
+        ]
         names = self.primary_names(rows, [p for p in properties if p.is_lookup])
         for row, notes in zip(rows, result, strict=True):
             for prop in properties:

@@ -54,6 +54,7 @@ SEGMENT = re.compile(
 
 
 DROPPED = 599  # the journal's status for a connection closed without an answer
+RECORDS = "cdms_api.simulator.records"  # in a request's environ: how many records it answered
 
 
 class DropConnection(Exception):
@@ -147,6 +148,7 @@ class Simulator:
                 path=request.path,
                 query=request.query_string.decode("latin-1"),
                 status=response.status_code if response else DROPPED,
+                records=environ.get(RECORDS),
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 time=time.time(),
                 client=request.remote_addr,
@@ -295,6 +297,7 @@ class Simulator:
                 body, headers = CollectionRead(
                     self.schema, self.store, options, prefs, self.base_url(request), args
                 ).run()
+                request.environ[RECORDS] = len(body["value"])
                 return json_response(body, headers=headers)
             self.allow(method, "GET", "POST")
             key = self.writer.create(entity_set, read_json(request, entity_set))
@@ -342,7 +345,9 @@ class Simulator:
         if row is None:
             raise missing(entity_set, ref)
         if "$expand" not in args and request.headers.get("If-None-Match") == etag(row):
+            request.environ[RECORDS] = 0
             return empty(304, {"ETag": etag(row)})
+        request.environ[RECORDS] = 1
         return self.entity(request, entity_set, row, args, prefs, expand=True)
 
     def written(
@@ -379,9 +384,9 @@ class Simulator:
         )
         context = context_url(self.base_url(request), entity_set, select, expands)
         body = {"@odata.context": context + "/$entity"}
-        (notes,) = Annotator(self.schema, self.store, prefs).annotate(entity_set, [row], select)
-        (expanded,) = expansions(self.store, [row], expands)
-        body.update(represent(entity_set, row, select, expanded, notes))
+        notes = Annotator(self.schema, self.store, prefs).annotate(entity_set, [row], select)
+        expanded = expansions(self.store, [row], expands)
+        body.update(represent(entity_set, [row], select, expanded, notes)[0])
         return json_response(body, headers={"ETag": etag(row)})
 
     def count(

@@ -29,22 +29,34 @@ def etag(row: Any) -> str:
 
 def represent(
     entity_set: EntitySet,
-    row: Any,
+    rows: Sequence[Any],
     select: Sequence[Property] | None,
-    expanded: dict[str, Any] | None = None,
-    annotations: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """A row as Dataverse writes it: etag, the selected properties (each after its
-    annotations), the key, expansions."""
-    record: dict[str, Any] = {"@odata.etag": etag(row)}
-    for prop in select or entity_set.properties.values():
-        record.update((annotations or {}).get(prop.name, {}))
-        record[prop.name] = prop.type.to_json(prop, row[prop.column])
+    expanded: Sequence[dict[str, Any]] | None = None,
+    annotations: Sequence[dict[str, dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows as Dataverse writes them: etag, the selected properties (each after its
+    annotations), the key, expansions. ``expanded`` and ``annotations`` go with ``rows``, one
+    each per row. Which properties to write, and which of them need converting, is worked out
+    once for all the rows: a page of 5,000 records is mostly this loop."""
+    properties = [
+        (p.name, p.column, None if p.type.writes_stored_value else p.type.to_json, p)
+        for p in select or entity_set.properties.values()
+    ]
     key = entity_set.key_property
-    record[key.name] = row[key.column]
-    if expanded:
-        record.update(expanded)
-    return record
+    records = []
+    for i, row in enumerate(rows):
+        notes = annotations[i] if annotations else None
+        record: dict[str, Any] = {"@odata.etag": etag(row)}
+        for name, column, to_json, prop in properties:
+            if notes and name in notes:
+                record.update(notes[name])
+            value = row[column]
+            record[name] = value if to_json is None else to_json(prop, value)
+        record[key.name] = row[key.column]
+        if expanded and expanded[i]:
+            record.update(expanded[i])
+        records.append(record)
+    return records
 
 
 def context_url(
@@ -69,9 +81,12 @@ def expansions(store: Store, rows: Sequence[Any], expand: Sequence[Expand]) -> l
         through = [navigation_of(lookup, row) is item.navigation for row in rows]
         keys = {row[lookup.column] for row, ok in zip(rows, through, strict=True) if ok}
         target_key = item.target.key_property.column
+        targets = store.rows_in(item.target, target_key, keys)
         found = {
-            target[target_key]: represent(item.target, target, item.select)
-            for target in store.rows_in(item.target, target_key, keys)
+            target[target_key]: record
+            for target, record in zip(
+                targets, represent(item.target, targets, item.select), strict=True
+            )
         }
         for row, ok, extra in zip(rows, through, result, strict=True):
             extra[item.navigation.name] = found.get(row[lookup.column]) if ok else None
@@ -196,10 +211,7 @@ class CollectionRead:
         notes = Annotator(self.schema, self.store, self.prefs).annotate(
             entity_set, rows, options.select
         )
-        body["value"] = [
-            represent(entity_set, row, options.select, more_fields, annotations)
-            for row, more_fields, annotations in zip(rows, extra, notes, strict=True)
-        ]
+        body["value"] = represent(entity_set, rows, options.select, extra, notes)
         if more:
             payload = {"after": [rows[-1][p.column] for p, _ in keys]}
             if tracking:
@@ -265,10 +277,7 @@ class CollectionRead:
         notes = Annotator(self.schema, self.store, self.prefs).annotate(
             entity_set, rows, options.select
         )
-        value: list[dict[str, Any]] = [
-            represent(entity_set, row, options.select, None, annotations)
-            for row, annotations in zip(rows, notes, strict=True)
-        ]
+        value = represent(entity_set, rows, options.select, None, notes)
         value.extend(
             {
                 "@odata.context": f"{self.base_url}$metadata#{entity_set.name}/$deletedEntity",

@@ -59,6 +59,12 @@ class Store:
                     + [f'"{p.type_column}" TEXT' for p in entity_set.lookups if p.polymorphic]
                 )
                 self.db.execute(f'CREATE TABLE IF NOT EXISTS "{entity_set.name}" ({columns})')
+                # a deleted record's links are cleared by lookup value: no scan of the table
+                for lookup in entity_set.lookups:
+                    self.db.execute(
+                        f'CREATE INDEX IF NOT EXISTS "{entity_set.name}_{lookup.column}" '
+                        f'ON "{entity_set.name}" ("{lookup.column}")'
+                    )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

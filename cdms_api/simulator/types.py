@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .schema import Property
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
 
 
 class EdmType:
@@ -35,6 +36,11 @@ class EdmType:
 
     def to_json(self, prop: Property, stored: Any) -> Any:
         return stored
+
+    @property
+    def writes_stored_value(self) -> bool:
+        """Whether ``to_json`` gives the stored value back as it is: nothing to call per row."""
+        return type(self).to_json is EdmType.to_json
 
     def from_literal(self, prop: Property, literal: ast._Literal) -> Any:
         """Convert a ``$filter`` literal compared with ``prop`` into a stored value."""
@@ -291,10 +297,10 @@ class DateTimeOffsetType(EdmType):
         return (moment - EPOCH).total_seconds()
 
     def to_json(self, prop, stored):
+        # isoformat() always writes four digits of year (strftime's %Y does not before 1000)
         if stored is None:
             return None
-        moment = EPOCH + dt.timedelta(seconds=stored)
-        return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"  # 0001, not 1
+        return (NAIVE_EPOCH + dt.timedelta(seconds=stored)).isoformat() + "Z"
 
     def from_literal(self, prop, literal):
         if isinstance(literal, ast.Date):

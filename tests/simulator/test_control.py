@@ -288,17 +288,40 @@ def test_the_journal_records_each_request(api, cdms_simulator):
     api.get(api.base + "nosuchset")
     finished = time.time()
     entries = cdms_simulator.journal()
-    assert [(e["method"], e["path"], e["query"], e["status"]) for e in entries] == [
-        ("GET", "/api/data/v9.2/accounts", "%24select=name&%24top=1", 200),
-        ("POST", "/api/data/v9.2/accounts", "", 400),
-        ("GET", "/api/data/v9.2/nosuchset", "", 404),
+    assert [(e["method"], e["path"], e["query"], e["status"], e["records"]) for e in entries] == [
+        ("GET", "/api/data/v9.2/accounts", "%24select=name&%24top=1", 200, 1),
+        ("POST", "/api/data/v9.2/accounts", "", 400, None),
+        ("GET", "/api/data/v9.2/nosuchset", "", 404, None),
     ]
     for entry in entries:
-        assert set(entry) == {"method", "path", "query", "status", "duration_ms", "time", "client"}
+        assert set(entry) == {
+            *("method", "path", "query", "status", "records", "duration_ms", "time", "client")
+        }
         assert isinstance(entry["duration_ms"], float)
         assert 0 <= entry["duration_ms"] < 10_000
         assert started - 1 <= entry["time"] <= finished + 1
         assert entry["client"] == "127.0.0.1"
+
+
+def test_the_journal_counts_the_records_each_read_answered(api, cdms_simulator):
+    """What a benchmark or a test needs to tell whether a read grows with the matches."""
+    keys = cdms_simulator.load("accounts", [{"name": f"Journal {i}"} for i in range(7)])
+    cdms_simulator.clear_journal()
+    url = api.base + "accounts?$select=name&$filter=startswith(name,'Journal ')"
+    while url:
+        page = api.get(url, headers={"Prefer": "odata.maxpagesize=3"}).json()
+        url = page.get("@odata.nextLink")
+    record = api.get(api.base + f"accounts({keys[0]})?$select=name")
+    api.get(api.base + f"accounts({keys[0]})", headers={"If-None-Match": record.headers["ETag"]})
+    api.patch(api.base + f"accounts({keys[0]})", json={"name": "Journal 0 renamed"})
+    assert [(e["method"], e["status"], e["records"]) for e in cdms_simulator.journal()] == [
+        ("GET", 200, 3),
+        ("GET", 200, 3),
+        ("GET", 200, 1),
+        ("GET", 200, 1),
+        ("GET", 304, 0),
+        ("PATCH", 204, None),
+    ]
 
 
 def test_the_journal_records_faults_and_drops(api, cdms_simulator):

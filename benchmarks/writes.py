@@ -1,0 +1,87 @@
+"""Per-object ``save()`` and ``delete()`` against the one raw request a careful engineer would
+send (``PATCH`` with ``If-Match`` and ``Prefer: return=representation``; ``DELETE`` with
+``If-Match``), ``plan.operations`` objects per run, figures per call."""
+
+from __future__ import annotations
+
+from itertools import count
+
+from core.models import Organisation
+
+from . import data
+from .by_hand import ByHand
+from .measure import Comparison, Plan, Reader, compare
+from .orm import Environment
+
+BENCHMARK = "writes"
+SAVED = 1  # numberofemployees of the accounts saved
+DELETED = 2  # and of those deleted, created again before each run
+
+
+def run(env: Environment, plan: Plan) -> list[Comparison]:
+    hand = ByHand(env.simulator)
+    return [save(env, plan, hand), delete(env, plan, hand)]
+
+
+def save(env: Environment, plan: Plan, hand: ByHand) -> Comparison:
+    n = plan.operations
+    keys = data.load(env.simulator, data.accounts(2 * n, SAVED))
+    ours, theirs = keys[:n], keys[n:]  # the ORM saves its own records, the raw requests theirs
+    list(Organisation.objects.filter(employees=SAVED))
+    names = count()
+    objects: list[Organisation] = []
+    etags: dict[str, str] = {}
+
+    def load_objects() -> None:
+        objects[:] = Organisation.objects.skip_cdms().filter(cdms_pk__in=ours)
+
+    def orm() -> None:
+        for obj in objects:
+            obj.name = f"Saved account {next(names)}"
+            obj.save()
+
+    def read_etags() -> None:
+        etags.clear()
+        etags.update(hand.etags(theirs))
+
+    def baseline() -> None:
+        for key, etag in etags.items():
+            hand.update(key, {"name": f"Saved account {next(names)}"}, etag)
+
+    readers = [
+        Reader("ORM", orm, load_objects, per=n),
+        Reader("raw PATCH", baseline, read_etags, per=n),
+    ]
+    return compare(BENCHMARK, "save(), per call", None, readers, plan.runs, env.journal)
+
+
+def delete(env: Environment, plan: Plan, hand: ByHand) -> Comparison:
+    n = plan.operations
+    created = count()
+    objects: list[Organisation] = []
+    etags: dict[str, str] = {}
+
+    def fresh_records() -> list[str]:
+        return data.load(env.simulator, data.accounts(n, DELETED, start=next(created) * n))
+
+    def load_objects() -> None:
+        fresh_records()
+        objects[:] = Organisation.objects.filter(employees=DELETED)  # synced by this read
+
+    def orm() -> None:
+        for obj in objects:
+            obj.delete()
+
+    def read_etags() -> None:
+        etags.clear()
+        etags.update(hand.etags(fresh_records()))
+
+    def baseline() -> None:
+        for key, etag in etags.items():
+            hand.delete(key, etag)
+
+    readers = [
+        Reader("ORM", orm, load_objects, per=n),
+        Reader("raw DELETE", baseline, read_etags, per=n),
+    ]
+    return compare(BENCHMARK, "delete(), per call", None, readers, plan.runs, env.journal)
