@@ -35,9 +35,10 @@ def lock_url() -> str:
 
 class ResyncLock:
     """``with ResyncLock("core.Organisation") as held:`` -- ``held`` is False at once when
-    another resync of that model holds it."""
+    another resync of that model holds it, or after ``wait_s`` seconds of waiting for it."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, wait_s: float = 0.0):
+        self._wait_s = wait_s
         ttl = float(setting("RESYNC_LOCK_TTL_S", DEFAULT_TTL_S))
         prefix = setting("LOCK_PREFIX", "cdms:resync:")
         self._redis = redis.Redis.from_url(lock_url())
@@ -48,7 +49,8 @@ class ResyncLock:
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> bool:
-        if not self._lock.acquire(blocking=False):
+        waits = self._wait_s > 0
+        if not self._lock.acquire(blocking=waits, blocking_timeout=self._wait_s if waits else None):
             self._redis.close()
             return False
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="cdms-lock")

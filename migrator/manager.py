@@ -13,6 +13,7 @@ from django.db.models.utils import resolve_callables
 
 from cdms_api.errors import CDMSNotSupported
 
+from .feed import catch_up, reads_changes
 from .local import local_only, syncs
 from .query import CDMSQuery
 from .sync import describe
@@ -104,9 +105,18 @@ class CDMSQuerySet(models.QuerySet):
     bulk_create = _refused("bulk_create")
     bulk_update = _refused("bulk_update")
     select_for_update = _refused("select_for_update")
-    raw = _refused(
-        "raw", "runs SQL the remote cannot be asked for; use skip_cdms().{name}() on local rows."
-    )
+    def raw(self, raw_query: str, params: Any = (), translations=None, using=None):
+        """Raw SQL cannot be translated into a remote read: refused while syncing, unless the
+        model's reads are backed by the change feed, which is then applied first."""
+        if syncs(self.query):
+            if not reads_changes(self.model):
+                raise CDMSNotSupported(
+                    f"{self.model.__name__}.objects...raw() runs SQL the remote cannot be asked "
+                    "for; use skip_cdms().raw() on local rows, or reads backed by the change "
+                    "feed (CDMS.reads = 'changes')."
+                )
+            catch_up(self.model)
+        return super().raw(raw_query, params, translations, using)
 
 
 class CDMSManager(models.Manager.from_queryset(CDMSQuerySet)):

@@ -14,6 +14,7 @@ class CDMS:
         "sector": ("industrycode", OptionSet({"retail": 1})),  # a converter of one's own
     }
     allow_full_reads = False          # a filter relaxed to nothing reads the whole set
+    reads = "changes"                 # optional: reads backed by the change feed (migrator.feed)
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Mapping:
     logical_name: str
     fields: list[FieldMap] = field(default_factory=list)
     allow_full_reads: bool = False
+    reads: str | None = None  # "changes" or "filtered"; None: CDMS["READS"]
     errors: list[str] = field(default_factory=list)  # reported by the system check
 
     def __post_init__(self) -> None:
@@ -111,7 +113,10 @@ class Mapping:
             key,
             logical_name,
             allow_full_reads=getattr(spec, "allow_full_reads", False),
+            reads=getattr(spec, "reads", None),
         )
+        if mapping.reads not in (None, "changes", "filtered"):
+            mapping.errors.append(f"reads '{mapping.reads}': 'changes' or 'filtered'")
         for name, target in (getattr(spec, "fields", None) or {}).items():
             mapped = mapping._field(name, target)
             if mapped is None:

@@ -122,17 +122,25 @@ def resync(model: type[CDMSModel], full: bool = False, progress: Progress | None
     else) a full resync if asked, or if never in step, and an incremental one otherwise.
     Errors are recorded in the model's ``SyncState`` and raised."""
     label = model._meta.label
-    started = time.monotonic()
     with ResyncLock(label) as held:
         if not held:
             logger.info("%s: a resync is running already; this one returns", label)
             return Outcome(label, ran=False, note="a resync of it is running already")
-        run = _Run(model, progress)
-        try:
-            run.go(full)
-        except BaseException as error:
-            run.failed(error)
-            raise
+        return resync_held(model, full, progress)
+
+
+def resync_held(
+    model: type[CDMSModel], full: bool = False, progress: Progress | None = None
+) -> Outcome:
+    """``resync`` for a caller that holds the model's ``ResyncLock``."""
+    label = model._meta.label
+    started = time.monotonic()
+    run = _Run(model, progress)
+    try:
+        run.go(full)
+    except BaseException as error:
+        run.failed(error)
+        raise
     state = run.state
     return Outcome(
         label,

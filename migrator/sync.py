@@ -24,6 +24,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from django.apps import apps
 from django.db import models
 from django.db.models.sql.query import Query
 
@@ -31,7 +32,9 @@ from cdms_api import odata
 from cdms_api.errors import CDMSNotSupported
 
 from . import local, remote
+from .feed import catch_up, reads_changes
 from .loader import load
+from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
 
@@ -43,8 +46,13 @@ MAX_SYNC_ROWS = 5000
 
 
 class SyncLimitWarning(UserWarning):
-    """A read matched more remote records than ``CDMS["MAX_SYNC_ROWS"]``; the rest was not
-    synced (narrow the query, or raise the limit)."""
+    """A read whose filter was relaxed to nothing reads the whole entity set (full reads
+    allowed), bounded by ``CDMS["MAX_SYNC_ROWS"]``."""
+
+
+class SyncLimitExceeded(CDMSNotSupported):
+    """A read matched more remote records than ``CDMS["MAX_SYNC_ROWS"]``: its answer would be
+    incomplete, so none is given (the records up to the limit are stored)."""
 
 
 def plan_for(query: Query) -> RemotePlan:
@@ -94,14 +102,21 @@ def describe(query: Query) -> str:
 
 
 def refresh(query: Query) -> None:
-    """Bring every local row ``query`` can return up to date (see the module's docstring)."""
+    """Bring every local row ``query`` can return up to date (see the module's docstring).
+    A query that reads only models backed by the change feed applies their feeds instead
+    (``feed``); the local query then answers exactly."""
+    synced = [m for m in models_read(query) if isinstance(getattr(m, "cdms", None), Mapping)]
+    if synced and all(reads_changes(m) for m in synced):
+        for model in synced:
+            catch_up(model)
+        return
     if query.combinator:  # union(), intersection(), difference(): each part
         for part in query.combined_queries:
             refresh(part)
         return
     model = query.model
     plan = _resolved(plan_for(query))
-    seen, complete = set(), True
+    seen = set()
     if plan.filter is not odata.FALSE:
         limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
         records = remote.client().iter(
@@ -113,18 +128,16 @@ def refresh(query: Query) -> None:
             expand=plan.expand or None,
         )
         for page in _pages(records, remote.client().page_size):
-            if len(seen) + len(page) > limit:
-                page = page[: limit - len(seen)]
-                complete = False
-            seen.update(load(model, page, refresh=plan.refresh))
-            if not complete:
-                warnings.warn(
-                    f"{model.__name__}: more than {limit} remote records match; only the first "
-                    f"{limit} were synced (MAX_SYNC_ROWS); narrow the query to see the rest",
-                    SyncLimitWarning,
-                    stacklevel=2,
+            room = limit - len(seen)
+            seen.update(load(model, page[:room], refresh=plan.refresh))
+            if len(page) > room:
+                raise SyncLimitExceeded(
+                    f"More than {limit} {model.cdms.entity_set} records match a read of "
+                    f"{model.__name__}, the most one read brings in (CDMS['MAX_SYNC_ROWS']): its "
+                    "answer would be incomplete. Narrow the query, raise the limit, or back the "
+                    "model's reads by the change feed (CDMS.reads = 'changes'), which answers "
+                    "exactly at any size."
                 )
-                return
     _backfill(query, plan, seen)
     # The read answered for every key of its filter unless $top cut it short: only then is a
     # key it did not return known to be gone.
@@ -168,6 +181,37 @@ def _substitute(node: odata.Node, keys: dict[int, list[str]]) -> odata.Node:
     if isinstance(node, odata.Not):
         return odata.not_(_substitute(node.child, keys))
     return node
+
+
+def models_read(query: Query) -> list[type[models.Model]]:
+    """Every model whose table the query reads: its own, those it joins, those of its
+    subqueries and combined queries."""
+    by_table = {m._meta.db_table: m for m in apps.get_models()}
+    found = [query.model]
+    for join in query.alias_map.values():
+        if (model := by_table.get(join.table_name)) and model not in found:
+            found.append(model)
+    parts = [*query.combined_queries, *_subqueries([query.where, *query.annotations.values()])]
+    for part in parts:
+        found += [m for m in models_read(part) if m not in found]
+    return found
+
+
+def _subqueries(expressions: list) -> Iterator[Query]:
+    for expression in expressions:
+        if isinstance(expression, Query):
+            yield expression
+            continue
+        inner = getattr(expression, "query", None)
+        if isinstance(inner, Query):  # Exists(), Subquery()
+            yield inner
+        children = getattr(expression, "children", None)  # a WhereNode
+        if children is None and hasattr(expression, "get_source_expressions"):
+            children = [
+                *expression.get_source_expressions(),
+                getattr(expression, "rhs", None),  # a lookup's value: a queryset's Query
+            ]
+        yield from _subqueries([c for c in children or [] if c is not None])
 
 
 def local_query(query: Query) -> Query:

@@ -40,7 +40,7 @@ from cdms_api.errors import CDMSNotSupported
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import remote
-from migrator.sync import SyncLimitWarning
+from migrator.sync import SyncLimitExceeded, SyncLimitWarning
 from migrator.testing import assertNumRemoteCalls
 from tests.migrator.crm import CRM, names
 from tests.seeded import (
@@ -1572,14 +1572,20 @@ def test_paged_stale_rows_are_rechecked_in_one_request(crm, cdms_simulator, page
     assert Organisation.objects.skip_cdms().filter(name__startswith="Gone").count() == 20
 
 
-def test_max_sync_rows_bounds_all(crm, page_size):
-    """15 records, at most 6 synced: two pages of 3, and the third page shows there is more."""
+@pytest.mark.parametrize(
+    "read",
+    [list, len, lambda qs: qs.count(), lambda qs: qs.aggregate(Sum("employees")), bool],
+    ids=["list", "len", "count", "aggregate", "bool"],
+)
+def test_max_sync_rows_refuses_an_incomplete_answer(crm, page_size, read):
+    """15 records, at most 6 read: two pages of 3, and the third page shows there is more.
+    No number or list that may be incomplete is returned: a typed error says so (the records
+    read are stored)."""
     page_size(3, MAX_SYNC_ROWS=6)
     for i in range(5):
         crm.add(f"Late {i}")
-    with assertNumRemoteCalls(3), pytest.warns(SyncLimitWarning, match="MAX_SYNC_ROWS"):
-        rows = list(orgs.all())
-    assert len(rows) == 6
+    with assertNumRemoteCalls(3), pytest.raises(SyncLimitExceeded, match="MAX_SYNC_ROWS"):
+        read(orgs.all())
     assert Organisation.objects.skip_cdms().count() == 6
 
 
