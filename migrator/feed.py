@@ -29,7 +29,7 @@ import redis
 from cdms_api.errors import CDMSError
 
 from . import remote
-from .locks import ResyncLock, lock_url
+from .locks import MEMORY, ResyncLock, lock_url
 from .mapping import Mapping
 from .resync import resync_held
 from .state import SyncState
@@ -99,6 +99,8 @@ def _redis(url: str) -> redis.Redis:
 
 
 def _last_check(label: str) -> float:
+    if lock_url() == MEMORY:
+        return _checked_here.get(_key(label), 0.0)
     value = _redis(lock_url()).get(_key(label))
     checked = float(value) if value else 0.0
     _checked_here[_key(label)] = max(_checked_here.get(_key(label), 0.0), checked)
@@ -106,5 +108,6 @@ def _last_check(label: str) -> float:
 
 
 def _note_check(label: str, checked: float) -> None:
-    _redis(lock_url()).set(_key(label), repr(checked))
+    if lock_url() != MEMORY:
+        _redis(lock_url()).set(_key(label), repr(checked))
     _checked_here[_key(label)] = checked

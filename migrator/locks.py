@@ -4,7 +4,9 @@ The lock expires ``CDMS["RESYNC_LOCK_TTL_S"]`` seconds (60) after it was last re
 thread renews it every third of that while the resync runs, however long one page takes. A
 worker killed with SIGKILL stops renewing it, so the lock frees itself within the TTL and the
 next resync resumes the run from its checkpoint. Redis is ``CDMS["LOCK_URL"]``, or else the
-Celery broker (``CELERY_BROKER_URL``) when that is Redis."""
+Celery broker (``CELERY_BROKER_URL``) when that is Redis. ``CDMS["LOCK_URL"] = "memory://"``
+keeps the locks in this process instead, for a project that runs in one process (the demo):
+they are nothing to other processes."""
 
 from __future__ import annotations
 
@@ -22,11 +24,14 @@ from .remote import setting
 
 logger = logging.getLogger("migrator.resync")
 DEFAULT_TTL_S = 60.0
+MEMORY = "memory://"
+_in_process: dict[str, threading.Lock] = {}
+_in_process_guard = threading.Lock()
 
 
 def lock_url() -> str:
     url = setting("LOCK_URL", None) or getattr(settings, "CELERY_BROKER_URL", "") or ""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(("redis://", "rediss://", "unix://", MEMORY)):
         raise ImproperlyConfigured(
             "Resync takes its lock in Redis: set CDMS['LOCK_URL'] (or a Redis CELERY_BROKER_URL)"
         )
@@ -41,9 +46,12 @@ class ResyncLock:
         self._wait_s = wait_s
         ttl = float(setting("RESYNC_LOCK_TTL_S", DEFAULT_TTL_S))
         prefix = setting("LOCK_PREFIX", "cdms:resync:")
-        self._redis = redis.Redis.from_url(lock_url())
-        # not thread-local: the renewing thread needs the token too
-        self._lock = self._redis.lock(prefix + name, timeout=ttl, thread_local=False)
+        if lock_url() == MEMORY:
+            self._redis, self._lock = None, _ProcessLock(prefix + name)
+        else:
+            self._redis = redis.Redis.from_url(lock_url())
+            # not thread-local: the renewing thread needs the token too
+            self._lock = self._redis.lock(prefix + name, timeout=ttl, thread_local=False)
         self._every = ttl / 3
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -51,7 +59,7 @@ class ResyncLock:
     def __enter__(self) -> bool:
         waits = self._wait_s > 0
         if not self._lock.acquire(blocking=waits, blocking_timeout=self._wait_s if waits else None):
-            self._redis.close()
+            self._close()
             return False
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="cdms-lock")
         self._renewer.start()
@@ -77,4 +85,29 @@ class ResyncLock:
         self._renewer.join()
         with contextlib.suppress(LockError):  # lost, and said so
             self._lock.release()
-        self._redis.close()
+        self._close()
+
+    def _close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+
+class _ProcessLock:
+    """A lock of this process, with the methods of Redis's that ``ResyncLock`` uses."""
+
+    def __init__(self, name: str):
+        with _in_process_guard:
+            self._lock = _in_process.setdefault(name, threading.Lock())
+
+    def acquire(self, blocking: bool, blocking_timeout: float | None) -> bool:
+        return self._lock.acquire(blocking, -1 if blocking_timeout is None else blocking_timeout)
+
+    def reacquire(self) -> None:
+        """Never expires: nothing to renew."""
+
+    def release(self) -> None:
+        self._lock.release()
+
+    @property
+    def name(self) -> str:
+        return repr(self._lock)

@@ -62,6 +62,11 @@ def test_demo_command_runs_end_to_end():
     assert "raised PreconditionFailed (0x80060882)" in text
     assert "remote: GET accounts?$filter=new_ukbased eq true" in text
     assert "count() = 5 [0 remote calls]" in text
+    # the resync story
+    assert "core.Organisation: incremental in" in text and "0 created, 3 updated, 2 deleted" in text
+    assert "[2 remote requests: each model's change feed since its last resync]" in text
+    assert "(renamed)', 'Bulk 00001 (renamed)', 'Bulk 00002 (renamed)']  [1 remote request]" in text
+    assert "Organisation.objects.count() = 6,010  [1 remote request;" in text
     # the wire story
     assert "-> 412 PRECONDITION FAILED: 0x80060882" in text
     assert "'Batch One' exists afterwards: False" in text

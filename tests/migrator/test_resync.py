@@ -176,3 +176,12 @@ def test_inbound_writes_fire_post_save_post_delete_and_records_synced(
     ]
     assert heard[3] == ("page", Contact, 1, 1, 1)
     assert heard[4] == ("saved", "Mary Jackson", False, False, None)
+
+
+def test_a_lock_in_this_process_alone(settings):
+    """``memory://``: for a project in one process, no Redis needed."""
+    settings.CDMS = {**settings.CDMS, "LOCK_URL": "memory://"}
+    with ResyncLock("core.Organisation") as held:
+        assert held
+        assert resync(Organisation).ran is False
+    assert resync(Organisation).ran

@@ -13,6 +13,7 @@ from django.test.utils import override_settings
 from cdms_api.simulator import Simulator, SimulatorServer
 from cdms_api.simulator.testing import SimulatorHandle
 from core.demo.orm import OrmDemo
+from core.demo.resync import ResyncDemo
 from core.demo.wire import WireDemo
 
 
@@ -35,5 +36,6 @@ class Command(BaseCommand):
             with override_settings(CDMS=cdms):
                 self.stdout.write(f"CRM simulator serving {simulator.base_url} (demo data)\n")
                 OrmDemo(simulator, self.stdout.write).run()
+                ResyncDemo(simulator, self.stdout.write).run()
                 simulator.reset()
                 WireDemo(simulator, self.stdout.write).run()
