@@ -18,7 +18,17 @@ from .measure import FULL, QUICK, Comparison, Plan
 
 BENCHMARKS = ("simulator", "client", "reads", "writes", "resync")
 #: the resync benchmark's arguments in quick mode (its defaults: 10,000 and 50,000 records)
-RESYNC_QUICK = ["--sizes", "1000", "2000", "--changes", "3", "--page-size", "500"]
+RESYNC_QUICK = [
+    "--sizes",
+    "1000",
+    "2000",
+    "--changes",
+    "3",
+    "--page-size",
+    "500",
+    "--list-size",
+    "500",
+]
 RESULTS = Path(__file__).with_name("results")
 
 

@@ -31,6 +31,7 @@ from . import data
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--list-size", type=int, default=5000)
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument(
@@ -59,8 +60,35 @@ def main(argv: list[str] | None = None) -> dict:
                 peak = peak_memory(lambda: resync(organisation, full=True), organisation)
                 figures["sizes"][size] = {"full_s": full_s, "by_hand_s": by_hand_s, "peak": peak}
             figures["incremental"] = incremental(simulator, organisation, args.changes)
+            figures["list_read"] = list_read(simulator, organisation, args.list_size)
             remote.reset()
     report(figures, args)
+    return figures
+
+
+def list_read(simulator: SimulatorHandle, model, size: int, runs: int = 3) -> dict:
+    """A warm read of ``size`` rows, nothing changed: backed by the change feed (one delta
+    request, answered empty) against filtered (the records read again), median of ``runs``."""
+    data.load(simulator, data.accounts(size, group=2))
+    resync(model)
+    read = model.objects.filter(employees=2)
+    figures = {}
+    for mode in ("filtered", "changes"):
+        model.cdms.reads = mode
+        requests: list = []
+        remote.client().session.listeners.append(requests.append)
+        try:
+            assert len(list(read.all())) == size  # warm
+            times = []
+            for _ in range(runs):
+                requests.clear()
+                started = time.perf_counter()
+                list(read.all())  # a new evaluation each time
+                times.append(time.perf_counter() - started)
+        finally:
+            remote.client().session.listeners.remove(requests.append)
+            model.cdms.reads = None
+        figures[mode] = {"s": sorted(times)[runs // 2], "requests": len(requests)}
     return figures
 
 
@@ -157,6 +185,14 @@ def report(figures: dict, args: argparse.Namespace) -> None:
     if len(sizes) > 1:
         first, last = figures["sizes"][sizes[0]]["peak"], figures["sizes"][sizes[-1]]["peak"]
         print(f"  peak memory at {sizes[-1]:,} against {sizes[0]:,}: {last / first:.2f}x")
+    listed = figures["list_read"]
+    print(
+        f"  a warm list read of {args.list_size:,} rows: changes-backed "
+        f"{listed['changes']['requests']} request(s) in {listed['changes']['s'] * 1000:.0f} ms, "
+        f"filtered {listed['filtered']['requests']} request(s) in "
+        f"{listed['filtered']['s'] * 1000:.0f} ms; ratio "
+        f"{listed['changes']['s'] / listed['filtered']['s']:.2f}"
+    )
     inc = figures["incremental"]
     print(
         f"  incremental, {args.changes} changes over {sizes[-1]:,}: "

@@ -105,6 +105,7 @@ class CDMSQuerySet(models.QuerySet):
     bulk_create = _refused("bulk_create")
     bulk_update = _refused("bulk_update")
     select_for_update = _refused("select_for_update")
+
     def raw(self, raw_query: str, params: Any = (), translations=None, using=None):
         """Raw SQL cannot be translated into a remote read: refused while syncing, unless the
         model's reads are backed by the change feed, which is then applied first."""

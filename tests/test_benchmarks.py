@@ -136,3 +136,4 @@ def test_the_resync_benchmark_runs_small():
     )
     assert set(figures["sizes"]) == {150, 300}
     assert figures["incremental"]["incremental_requests"] == 1
+    assert figures["list_read"]["changes"]["requests"] == 1
