@@ -281,44 +281,27 @@ SETTINGS = settings(
 )
 
 
+def check_drawn(simulator, app: App, shapes: dict[str, Shape], data, records, steps) -> None:
+    """``check`` with the shape, the contacts and the stale rows drawn from ``data``."""
+    shape = shapes[data.draw(st.sampled_from(sorted(shapes)), label="shape")]
+    contacts = data.draw(contact_records(len(records)), label="contacts")
+    stale = data.draw(stale_rows(), label="stale")
+    stale_contacts = data.draw(stale_contact_rows(), label="stale contacts")
+    check(simulator, app, shape, records, contacts, stale, stale_contacts, steps)
+
+
 @pytest.mark.django_db
 @SETTINGS
 @given(data=st.data(), records=account_records(), steps=queries(example_leaves))
 def test_every_shape_of_a_query_matches_a_fresh_copy(cdms_simulator, data, records, steps):
-    shape = data.draw(st.sampled_from(sorted(EXAMPLE_SHAPES)), label="shape")
-    contacts = data.draw(contact_records(len(records)), label="contacts")
-    stale = data.draw(stale_rows(), label="stale")
-    stale_contacts = data.draw(stale_contact_rows(), label="stale contacts")
-    check(
-        cdms_simulator,
-        EXAMPLE,
-        EXAMPLE_SHAPES[shape],
-        records,
-        contacts,
-        stale,
-        stale_contacts,
-        steps,
-    )
+    check_drawn(cdms_simulator, EXAMPLE, EXAMPLE_SHAPES, data, records, steps)
 
 
 @pytest.mark.django_db
 @SETTINGS
 @given(data=st.data(), records=account_records(), steps=queries(second_leaves))
 def test_a_second_apps_queries_match_a_fresh_copy(cdms_simulator, data, records, steps):
-    shape = data.draw(st.sampled_from(sorted(SECOND_SHAPES)), label="shape")
-    contacts = data.draw(contact_records(len(records)), label="contacts")
-    stale = data.draw(stale_rows(), label="stale")
-    stale_contacts = data.draw(stale_contact_rows(), label="stale contacts")
-    check(
-        cdms_simulator,
-        SECOND,
-        SECOND_SHAPES[shape],
-        records,
-        contacts,
-        stale,
-        stale_contacts,
-        steps,
-    )
+    check_drawn(cdms_simulator, SECOND, SECOND_SHAPES, data, records, steps)
 
 
 @pytest.mark.django_db
