@@ -7,18 +7,18 @@ from itertools import chain
 from django.apps import apps
 from django.core import checks
 
+from .mapping import is_cdms_model
+
 
 @checks.register(checks.Tags.models)
 def check_mappings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    from .models import CDMSModel
-
     errors = []
     if app_configs is None:
         models = apps.get_models()
     else:  # as Django's model checks do: the models of those apps (even of another registry)
         models = chain.from_iterable(app_config.get_models() for app_config in app_configs)
     for model in models:
-        if not issubclass(model, CDMSModel):
+        if not is_cdms_model(model):
             continue
         for problem in model.cdms.errors:
             errors.append(

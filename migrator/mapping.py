@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.db import models
 
 from cdms_api.keys import default_key, default_logical_name, lookup_value
@@ -189,13 +190,17 @@ def _same_property(one: FieldMap, other: FieldMap) -> bool:
 BOOKKEEPING = frozenset({"cdms_pk", "cdms_modified", "cdms_etag"})
 
 
-def _synced(model: Any) -> bool:
-    """A synced model, by its class alone (its mapping may be the one being built)."""
-    from .models import CDMSModel
+def is_cdms_model(model: Any) -> bool:
+    """A subclass of ``CDMSModel``, told by its class alone, without building its mapping
+    (which may be the one being built) nor importing ``models`` (which imports this)."""
+    return isinstance(model, type) and any("cdms" in vars(base) for base in model.__mro__)
 
-    spec = getattr(model, "CDMS", None)
-    return (
-        isinstance(model, type)
-        and issubclass(model, CDMSModel)
-        and bool(getattr(spec, "entity_set", ""))
-    )
+
+def _synced(model: Any) -> bool:
+    """A ``CDMSModel`` with an entity set."""
+    return is_cdms_model(model) and bool(getattr(getattr(model, "CDMS", None), "entity_set", ""))
+
+
+def synced_models() -> list[type[models.Model]]:
+    """Every installed synced model."""
+    return [m for m in apps.get_models() if _synced(m) and not m._meta.proxy]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from django.apps import apps
 from django.conf import settings
 from django.core.signals import setting_changed
 
 from cdms_api.client import CDMSClient
+
+from .mapping import synced_models
 
 _lock = threading.Lock()
 _client: CDMSClient | None = None
@@ -24,12 +25,9 @@ def client() -> CDMSClient:
 
 def _keys() -> dict[str, str]:
     """Remote keys of every synced model, so the client names them right."""
-    from .models import CDMSModel
-
     keys = dict(settings.CDMS.get("KEYS", {}))
-    for model in apps.get_models():
-        if issubclass(model, CDMSModel) and model.cdms.entity_set:
-            keys.setdefault(model.cdms.entity_set, model.cdms.key)
+    for model in synced_models():
+        keys.setdefault(model.cdms.entity_set, model.cdms.key)
     return keys
 
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from cdms_api.client import Page
 from cdms_api.errors import CDMSError, ChangesExpired, ChangeTrackingNotEnabled
 
-from . import remote
+from . import mapping, remote
 from .inbound import delete_rows, write_page
 from .locks import ResyncLock
 from .state import SyncState, forget_seen, mark_seen, unseen
@@ -82,13 +82,7 @@ class Outcome:
 def synced_models() -> list[type[CDMSModel]]:
     """Every synced model, each after the models its foreign keys point at (so a resync of
     all of them finds the related rows in place)."""
-    from .models import CDMSModel
-
-    models = [
-        m
-        for m in apps.get_models()
-        if issubclass(m, CDMSModel) and m.cdms.entity_set and not m._meta.proxy
-    ]
+    models = mapping.synced_models()
     ordered: list[type[CDMSModel]] = []
 
     def visit(model: type[CDMSModel], path: tuple = ()) -> None:
