@@ -20,7 +20,7 @@ from django.utils import timezone
 from cdms_api import codec
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
-from migrator import writes
+from migrator import instances
 from migrator.converters import Converter, OptionSet, converter_for
 from migrator.mapping import Lookup, Mapping
 from migrator.models import CDMSModel
@@ -563,16 +563,16 @@ def test_a_lookup_round_trips_through_the_remote(cdms_simulator):
     ada = demo_key("Ada Lovelace")
     child = Organisation.objects.get(cdms_pk=widgets)
     assert child.parent.cdms_pk == uuid.UUID(holdings)
-    assert writes.payload(child, {"parent_id"}) == {
+    assert instances.payload(child, {"parent_id"}) == {
         "parentaccountid@odata.bind": f"/accounts({holdings})"
     }
     contact = Contact.objects.get(cdms_pk=ada)
     assert contact.organisation.cdms_pk == uuid.UUID(holdings)
-    assert writes.payload(contact, {"organisation_id"}) == {
+    assert instances.payload(contact, {"organisation_id"}) == {
         "parentcustomerid_account@odata.bind": f"/accounts({holdings})"
     }
     contact.organisation = None
-    assert writes.payload(contact, {"organisation_id"}) == {
+    assert instances.payload(contact, {"organisation_id"}) == {
         "parentcustomerid_account@odata.bind": None
     }
 
