@@ -19,7 +19,7 @@ _writing_locally: contextvars.ContextVar[frozenset[type]] = contextvars.ContextV
 
 
 class Block(Protocol):
-    """The remote writes of an open ``migrator.atomic()`` block (``atomic.Block``)."""
+    """The remote writes of an open ``migrator.atomic()`` block (``blocks.Block``)."""
 
     def add(self, write: Any) -> None: ...
 
