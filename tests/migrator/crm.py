@@ -13,8 +13,6 @@ from cdms_api.keys import bind
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 
-ENTITY_SETS = {Organisation: "accounts", Contact: "contacts"}
-
 
 class CRM:
     """The remote as another user changes it: plain Web API calls through a client of the
@@ -56,15 +54,15 @@ class CRM:
                 navigation = "parentaccountid" if lookup == "parent" else "parentcustomerid_account"
                 data[f"{navigation}@odata.bind"] = bind(entity_set, self.key(data.pop(lookup)))
         self.touched.append((model, self.key(name)))
-        return self.client.update(ENTITY_SETS[model], self.key(name), data)
+        return self.client.update(model.cdms.entity_set, self.key(name), data)
 
     def drop(self, name: str, model: type = Organisation) -> None:
         self.touched.append((model, self.key(name)))
-        self.client.delete(ENTITY_SETS[model], self.key(name))
+        self.client.delete(model.cdms.entity_set, self.key(name))
 
     def record(self, model: type, key: str) -> dict | None:
         try:
-            return self.client.get(ENTITY_SETS[model], key, select=model.cdms.select)
+            return self.client.get(model.cdms.entity_set, key, select=model.cdms.select)
         except NotFound:
             return None
 
@@ -92,6 +90,16 @@ class CRM:
                 assert local == fm.lookup_key(record), f"{row}.{fm.field.name}"
             else:
                 assert local == fm.to_python(record.get(fm.remote)), f"{row}.{fm.field.name}"
+
+    def assert_all_in_sync(self, model: type, keys) -> None:
+        """Every key's local row is what the remote holds (no row when there is no record)."""
+        for key in keys:
+            self.assert_in_sync(model, str(key))
+
+    def keys(self, model: type) -> set[str]:
+        """The keys of every record of the model's entity set."""
+        key = model.cdms.key
+        return {r[key] for r in self.client.iter(model.cdms.entity_set, select=[key])}
 
     def assert_touched_in_sync(self) -> None:
         for model, key in self.touched:
