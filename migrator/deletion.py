@@ -10,6 +10,10 @@ deleted remotely with ``If-Match`` on their ETags: one ``DELETE`` for one row, e
 CRM's own cascade may have deleted it) is done. Inside ``migrator.atomic()`` the deletes join
 the block's changeset instead.
 
+The synced rows Django unlinks locally (``on_delete=SET_NULL``) are read again once the
+records are deleted, one read per model: the CRM clears their lookups itself (their ETags
+change), or deletes them by a cascade of its own.
+
 When every remote delete failed, the local transaction rolls back and the error is raised.
 When some failed, it rolls back too, and the local side is then brought in step with what
 happened remotely: the records whose delete failed are read again (a cascaded one may be
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.signals import pre_delete
 
 from cdms_api.errors import BulkWriteError
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _noted: contextvars.ContextVar[list[RemoteWrite] | None] = contextvars.ContextVar(
     "cdms_deleting", default=None
+)
+_unlinked: contextvars.ContextVar[dict[type, set[str]] | None] = contextvars.ContextVar(
+    "cdms_unlinked", default=None
 )
 
 
@@ -65,28 +73,41 @@ def _note(sender: type[CDMSModel], instance: CDMSModel, **kwargs: Any) -> None:
         )
 
 
+def unlinking(queryset: QuerySet) -> None:
+    """Django's deletion is about to set a foreign key of these rows to null or its default
+    (``on_delete=SET_NULL``): note their keys, to read them again afterwards."""
+    unlinked = _unlinked.get()
+    if unlinked is not None and getattr(queryset.model, "cdms", None) is not None:
+        keys = queryset.exclude(cdms_pk=None).values_list("cdms_pk", flat=True)
+        unlinked[queryset.model].update(str(key) for key in keys)
+
+
 def delete(action: Callable[[], T], using: str, operation: str) -> T:
     """Run Django's deletion ``action`` locally and delete the records of the synced rows it
     deletes remotely (see the module's docstring)."""
     block = local.block()
     noted: list[RemoteWrite] = []
+    unlinked: dict[type, set[str]] = defaultdict(set)
     if block is not None:
-        result = _run(action, noted)
+        result = _run(action, noted, unlinked)
         for write in noted:
             block.add(write)
         return result
     try:
         with transaction.atomic(using=using):
-            result = _run(action, noted)
+            result = _run(action, noted, unlinked)
             if len(noted) == 1:
                 remove(noted[0].target)
-                return result
-            send(noted)
-            failed = [w for w in noted if not w.done]
+            else:
+                send(noted)
+            failed = [w for w in noted if not w.done and w.error is not None]
             if failed and len(failed) < len(noted):
                 raise _PartlyDone
             if failed:
                 raise BulkWriteError(operation, [(w.target, w.error) for w in failed], [])
+            for model, keys in unlinked.items():
+                if keys := keys - {w.key for w in noted if w.model is model}:
+                    recheck(model, keys)
     except _PartlyDone:
         _in_step(noted, using)
         raise BulkWriteError(
@@ -97,13 +118,14 @@ def delete(action: Callable[[], T], using: str, operation: str) -> T:
     return result
 
 
-def _run(action: Callable[[], T], noted: list[RemoteWrite]) -> T:
-    token = _noted.set(noted)
+def _run(action: Callable[[], T], noted: list[RemoteWrite], unlinked: dict) -> T:
+    tokens = _noted.set(noted), _unlinked.set(unlinked)
     try:
         with local.local_only():  # the rows pointing at them, as stored: on_delete applies
             return action()
     finally:
-        _noted.reset(token)
+        _noted.reset(tokens[0])
+        _unlinked.reset(tokens[1])
 
 
 def _in_step(noted: list[RemoteWrite], using: str) -> None:

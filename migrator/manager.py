@@ -14,8 +14,6 @@ from typing import Any
 
 from django.db import models, transaction
 
-from cdms_api.errors import CDMSNotSupported
-
 from . import bulk, creation, deletion
 from .local import local_only, syncs, writing_locally
 from .query import CDMSQuery
@@ -83,6 +81,7 @@ class CDMSQuerySet(models.QuerySet):
 
     def update(self, **kwargs: Any) -> int:
         if not syncs(self.query):
+            deletion.unlinking(self)
             with self._locally():
                 return super().update(**kwargs)
         return bulk.update(self, kwargs)
@@ -135,13 +134,13 @@ class CDMSQuerySet(models.QuerySet):
 
     bulk_update.alters_data = True
 
-    def raw(self, *args: Any, **kwargs: Any):
+    def raw(self, raw_query: str, params: Any = (), translations: Any = None, using: Any = None):
+        """Django's ``raw()``: the SQL runs on the local tables, once the rows this queryset
+        selects are synced (for the manager's: every record, up to ``MAX_SYNC_ROWS``, as
+        ``all()``), when ``raw()`` is called."""
         if syncs(self.query):
-            raise CDMSNotSupported(
-                f"{self.model.__name__}.objects...raw() runs SQL the remote cannot be asked "
-                "for; use skip_cdms().raw() on local rows."
-            )
-        return super().raw(*args, **kwargs)
+            refresh(self.query)
+        return super().raw(raw_query, params, translations, using)
 
 
 class CDMSManager(models.Manager.from_queryset(CDMSQuerySet)):
