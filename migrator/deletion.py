@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import transaction
@@ -42,11 +43,28 @@ if TYPE_CHECKING:
     from .models import CDMSModel
 
 T = TypeVar("T")
-_noted: contextvars.ContextVar[list[RemoteWrite] | None] = contextvars.ContextVar(
-    "cdms_deleting", default=None
-)
-_unlinked: contextvars.ContextVar[dict[type, set[str]] | None] = contextvars.ContextVar(
-    "cdms_unlinked", default=None
+
+
+@dataclass
+class _Deletion:
+    """What one run of Django's deletion did to synced rows: the records to delete (with
+    the rows' primary keys, which Django clears), and the keys of the rows it unlinked."""
+
+    writes: list[RemoteWrite] = field(default_factory=list)
+    pks: dict[int, Any] = field(default_factory=dict)
+    unlinked: dict[type, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def failed(self) -> list[RemoteWrite]:
+        return [w for w in self.writes if not w.done and w.error is not None]
+
+    def restore(self, writes: list[RemoteWrite]) -> None:
+        """Rows rolled back: their instances get back the primary keys Django cleared."""
+        for w in writes:
+            setattr(w.target, w.target._meta.pk.attname, self.pks[id(w)])
+
+
+_running: contextvars.ContextVar[_Deletion | None] = contextvars.ContextVar(
+    "cdms_deletion", default=None
 )
 
 
@@ -60,72 +78,102 @@ def follow(model: type[CDMSModel]) -> None:
 
 
 def _note(sender: type[CDMSModel], instance: CDMSModel, **kwargs: Any) -> None:
-    noted = _noted.get()
-    if noted is not None and instance.cdms_pk is not None and sender.cdms.entity_set:
-        noted.append(
-            RemoteWrite(
-                Kind.DELETE,
-                sender,
-                str(instance.cdms_pk),
-                etag=instance.cdms_etag or None,
-                target=instance,
-            )
+    running = _running.get()
+    if running is not None and instance.cdms_pk is not None and sender.cdms.entity_set:
+        write = RemoteWrite(
+            Kind.DELETE,
+            sender,
+            str(instance.cdms_pk),
+            etag=instance.cdms_etag or None,
+            target=instance,
         )
+        running.writes.append(write)
+        running.pks[id(write)] = instance.pk
 
 
 def unlinking(queryset: QuerySet) -> None:
     """Django's deletion is about to set a foreign key of these rows to null or its default
     (``on_delete=SET_NULL``): note their keys, to read them again afterwards."""
-    unlinked = _unlinked.get()
-    if unlinked is not None and getattr(queryset.model, "cdms", None) is not None:
+    running = _running.get()
+    if running is not None and getattr(queryset.model, "cdms", None) is not None:
         keys = queryset.exclude(cdms_pk=None).values_list("cdms_pk", flat=True)
-        unlinked[queryset.model].update(str(key) for key in keys)
+        running.unlinked[queryset.model].update(str(key) for key in keys)
 
 
 def delete(action: Callable[[], T], using: str, operation: str) -> T:
     """Run Django's deletion ``action`` locally and delete the records of the synced rows it
     deletes remotely (see the module's docstring)."""
     block = local.block()
-    noted: list[RemoteWrite] = []
-    unlinked: dict[type, set[str]] = defaultdict(set)
+    deletion = _Deletion()
     if block is not None:
-        result = _run(action, noted, unlinked)
-        for write in noted:
+        result = _run(action, deletion)
+        for write in _children_first(deletion.writes):
             block.add(write)
         return result
+    writes = deletion.writes
     try:
         with transaction.atomic(using=using):
-            result = _run(action, noted, unlinked)
-            if len(noted) == 1:
-                remove(noted[0].target)
+            result = _run(action, deletion)
+            if len(writes) == 1:
+                remove(writes[0].target)
             else:
-                send(noted)
-            failed = [w for w in noted if not w.done and w.error is not None]
-            if failed and len(failed) < len(noted):
+                send(_children_first(writes))
+            failed = deletion.failed()
+            if failed and len(failed) < len(writes):
                 raise _PartlyDone
             if failed:
                 raise BulkWriteError(operation, [(w.target, w.error) for w in failed], [])
-            for model, keys in unlinked.items():
-                if keys := keys - {w.key for w in noted if w.model is model}:
+            for model, keys in deletion.unlinked.items():
+                if keys := keys - {w.key for w in writes if w.model is model}:
                     recheck(model, keys)
     except _PartlyDone:
-        _in_step(noted, using)
+        _in_step(writes, using)
+        failed = deletion.failed()
+        deletion.restore(failed)
         raise BulkWriteError(
-            operation,
-            [(w.target, w.error) for w in noted if not w.done],
-            [w.target for w in noted if w.done],
+            operation, [(w.target, w.error) for w in failed], [w.target for w in writes if w.done]
         ) from None
+    except BulkWriteError:
+        deletion.restore(writes)
+        raise
     return result
 
 
-def _run(action: Callable[[], T], noted: list[RemoteWrite], unlinked: dict) -> T:
-    tokens = _noted.set(noted), _unlinked.set(unlinked)
+def _children_first(writes: list[RemoteWrite]) -> list[RemoteWrite]:
+    """The deletes ordered so that a model's rows go before those of the models they point
+    at: deleting a record first makes the CRM clear (or cascade to) the lookups pointing at
+    it, which would change the records still to delete, whose ``If-Match`` then fails.
+    Django orders its own deletes by non-null foreign keys only."""
+    models = list(dict.fromkeys(w.model for w in writes))
+    ordered: list[type] = []
+    while models:
+        leaf = next(
+            (
+                m
+                for m in models
+                if not any(_points_at(other, m) for other in models if other is not m)
+            ),
+            models[0],  # a cycle: as Django collected them
+        )
+        ordered.append(leaf)
+        models.remove(leaf)
+    return sorted(writes, key=lambda w: ordered.index(w.model))
+
+
+def _points_at(model: type, target: type) -> bool:
+    """Whether ``model`` has a foreign key to ``target`` (so its rows go first)."""
+    return any(
+        field.many_to_one and field.related_model is target for field in model._meta.get_fields()
+    )
+
+
+def _run(action: Callable[[], T], deletion: _Deletion) -> T:
+    token = _running.set(deletion)
     try:
         with local.local_only():  # the rows pointing at them, as stored: on_delete applies
             return action()
     finally:
-        _noted.reset(tokens[0])
-        _unlinked.reset(tokens[1])
+        _running.reset(token)
 
 
 def _in_step(noted: list[RemoteWrite], using: str) -> None:

@@ -96,7 +96,7 @@ class CRM:
         for key in keys:
             self.assert_in_sync(model, str(key))
 
-    def keys(self, model: type) -> set[str]:
+    def all_keys(self, model: type) -> set[str]:
         """The keys of every record of the model's entity set."""
         key = model.cdms.key
         return {r[key] for r in self.client.iter(model.cdms.entity_set, select=[key])}

@@ -165,6 +165,33 @@ def test_a_field_that_cannot_hold_the_remote_null_is_reported(isolated):
     assert "'numberofemployees', which may be null" in warnings[0].msg
 
 
+def test_a_cascade_from_a_model_that_is_not_synced_is_reported(isolated):
+    """``migrator.E002``: deleting a row of a model that is not synced goes through Django's
+    plain deletion, which would delete the synced rows pointing at it locally only."""
+
+    class Team(models.Model):
+        class Meta:
+            app_label = "core"
+
+    class Member(Throwaway):
+        name = models.CharField(max_length=50)
+        team = models.ForeignKey(Team, on_delete=models.CASCADE)  # reported
+        kept = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
+        boss = models.ForeignKey("self", null=True, on_delete=models.CASCADE)  # both synced
+
+        class CDMS:
+            entity_set = "contacts"
+            fields = {"name": "lastname"}
+
+    found = checks.run_checks(
+        app_configs=[isolated.get_app_config("core")], tags=[checks.Tags.models]
+    )
+    errors = [m for m in found if m.id == "migrator.E002"]
+    assert [e.obj.name for e in errors] == ["team"]
+    assert "deleting one of its rows would delete rows of Member locally only" in errors[0].msg
+    assert "SET_NULL or PROTECT" in errors[0].hint
+
+
 def test_a_many_to_many_field(isolated):
     class Tag(Throwaway):
         label = models.CharField(max_length=20)
