@@ -1069,9 +1069,11 @@ def test_order_by_random_reads_the_filtered_records_and_orders_locally(crm, sync
     query = orgs.filter(uk_based=True).order_by("?")
     assert "$orderby" not in query.cdms_query and "$top" not in query[:1].cdms_query
     with assertNumRemoteCalls(1):
-        assert {o.name for o in query} == {
-            o.name for o in orgs.skip_cdms().filter(uk_based=True)
-        } >= {"Acme Renamed"}
+        assert (
+            {o.name for o in query}
+            == {o.name for o in orgs.skip_cdms().filter(uk_based=True)}
+            >= {"Acme Renamed"}
+        )
     with assertNumRemoteCalls(1):
         [picked] = orgs.filter(uk_based=True).order_by("?")[:1]
     assert picked.uk_based
