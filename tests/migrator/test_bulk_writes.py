@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from cdms_api.errors import BulkWriteError, CDMSNotSupported, NotFound, PreconditionFailed
 from core.models import Contact, Organisation
+from migrator import remote
 from migrator.batches import NotApplied
 from migrator.testing import assertNumRemoteCalls
 from tests.secondapp.models import Address, Company, Sample
@@ -77,9 +78,7 @@ def test_bulk_create_is_one_create_multiple_and_one_read_back(crm, synced):
         objs[2].save()  # nothing changed since the CRM stored it
 
 
-def test_the_first_bulk_create_of_a_client_reads_what_the_table_takes(settings, crm):
-    from migrator import remote
-
+def test_the_first_bulk_create_of_a_client_reads_what_the_table_takes(crm):
     remote.reset()  # a new client, which has read no table definition yet
     with assertNumRemoteCalls(4) as calls:
         Organisation.objects.bulk_create([Organisation(name="First Bulk")])
