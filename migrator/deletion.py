@@ -123,11 +123,10 @@ def delete(action: Callable[[], T], using: str, operation: str) -> T:
                 raise _PartlyDone
             if failed:
                 raise BulkWriteError(operation, [(w.target, w.error) for w in failed], [])
-            for model, keys in deletion.unlinked.items():
-                if keys := keys - {w.key for w in writes if w.model is model}:
-                    recheck(model, keys)
+            if writes:
+                _read_unlinked(deletion)
     except _PartlyDone:
-        _in_step(writes, using)
+        _in_step(deletion, using)
         failed = deletion.failed()
         deletion.restore(failed)
         raise BulkWriteError(
@@ -176,12 +175,13 @@ def _run(action: Callable[[], T], deletion: _Deletion) -> T:
         _running.reset(token)
 
 
-def _in_step(noted: list[RemoteWrite], using: str) -> None:
+def _in_step(deletion: _Deletion, using: str) -> None:
     """After some remote deletes failed and the local transaction rolled back: read the
-    records whose delete failed again, then delete the rows of those deleted."""
+    records whose delete failed again, delete the rows of those deleted, then read again the
+    rows that pointed at them."""
     failed: dict[type, set[str]] = defaultdict(set)
     gone: dict[type, set[str]] = defaultdict(set)
-    for write in noted:
+    for write in deletion.writes:
         (gone if write.done else failed)[write.model].add(write.key)
     with transaction.atomic(using=using):
         for model, keys in failed.items():
@@ -189,3 +189,12 @@ def _in_step(noted: list[RemoteWrite], using: str) -> None:
         with local.local_only():
             for model, keys in gone.items():
                 local.rows(model).filter(cdms_pk__in=keys).delete()
+        _read_unlinked(deletion)
+
+
+def _read_unlinked(deletion: _Deletion) -> None:
+    """Read again the rows Django unlinked (their records' lookups cleared by the CRM), but
+    those of records deleted or already read."""
+    for model, keys in deletion.unlinked.items():
+        if keys := keys - {w.key for w in deletion.writes if w.model is model}:
+            recheck(model, keys)

@@ -14,7 +14,7 @@ from django.urls import reverse
 from cdms_api.errors import BulkWriteError, PreconditionFailed
 from core.models import Contact, Organisation
 from migrator.testing import RemoteCallCounter, assertNumRemoteCalls
-from tests.secondapp.models import Address, Company
+from tests.secondapp.models import Address, Company, Person
 from tests.seeded import ACME, ALAN, WIDGETS
 
 pytestmark = pytest.mark.usefixtures("bulk_ready")
@@ -95,10 +95,13 @@ def test_a_cascaded_record_already_gone_is_deleted(crm, company):
 
 def test_a_conflict_in_a_cascade_keeps_both_sides_in_step(crm, company):
     """The depot changed remotely since it was read: its delete fails (412); the company's
-    does not, and the CRM then clears the depot's lookup. The local side shows just that."""
+    does not, and the CRM then clears the lookups of the depot and of the company's employee.
+    The local side shows just that."""
     depot = Address.objects.skip_cdms().get(name="Depot")
+    employee = Person.objects.create(surname="Employed", employer=company)  # SET_NULL
     crm.client.update("customeraddresses", depot.cdms_pk, {"city": "Changed elsewhere"})
-    with assertNumRemoteCalls(3), pytest.raises(BulkWriteError) as caught:
+    # the $batch, the 412 read back, then the depot and the employee read again
+    with assertNumRemoteCalls(4), pytest.raises(BulkWriteError) as caught:
         company.delete()
     [(failed, error)] = caught.value.failed
     assert failed.pk == depot.pk and isinstance(error, PreconditionFailed)
@@ -108,6 +111,8 @@ def test_a_conflict_in_a_cascade_keeps_both_sides_in_step(crm, company):
     assert (row.city, row.company_id) == ("Changed elsewhere", None)
     crm.assert_all_in_sync(Address, crm.all_keys(Address))
     assert not Company.objects.skip_cdms().filter(pk=company.pk).exists()
+    assert Person.objects.skip_cdms().get(pk=employee.pk).employer_id is None
+    crm.assert_in_sync(Person, str(employee.cdms_pk))
 
 
 def test_a_delete_every_write_of_which_fails_deletes_nothing(crm, company):
