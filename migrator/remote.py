@@ -11,6 +11,7 @@ from django.core.signals import setting_changed
 
 from cdms_api.client import CDMSClient
 
+from .mapping import Mapping
 from .nplusone import DEFAULT_THRESHOLD, Detector
 
 _lock = threading.Lock()
@@ -29,12 +30,11 @@ def client() -> CDMSClient:
 
 def _keys() -> dict[str, str]:
     """Remote keys of every synced model, so the client names them right."""
-    from .models import CDMSModel
-
     keys = dict(settings.CDMS.get("KEYS", {}))
     for model in apps.get_models():
-        if issubclass(model, CDMSModel) and model.cdms.entity_set:
-            keys.setdefault(model.cdms.entity_set, model.cdms.key)
+        mapping = getattr(model, "cdms", None)  # a CDMSModel's mapping
+        if isinstance(mapping, Mapping) and mapping.entity_set:
+            keys.setdefault(mapping.entity_set, mapping.key)
     return keys
 
 
