@@ -18,6 +18,7 @@ changed or deleted are not rechecked against the remote, which does not have the
 
 from __future__ import annotations
 
+from collections import defaultdict
 from contextlib import ContextDecorator
 from types import TracebackType
 
@@ -28,6 +29,7 @@ from cdms_api.errors import CDMSError, CDMSNotSupported
 
 from . import local
 from .batches import Kind, NotApplied, RemoteWrite, apply, send
+from .sync import recheck
 
 
 class Block:
@@ -38,6 +40,7 @@ class Block:
     def __init__(self, using: str):
         self.using = using
         self._writes: list[tuple[RemoteWrite, _Marker]] = []
+        self._rereads: dict[type, set[str]] = defaultdict(set)
 
     def add(self, write: RemoteWrite) -> None:
         marker = _Marker()
@@ -49,6 +52,11 @@ class Block:
                 f"most {MAX_OPERATIONS} records: split the block, or use bulk_create() and "
                 "qs.update() outside one (each record then has its own outcome)"
             )
+
+    def reread(self, model: type, keys: set[str]) -> None:
+        """Rows to read again once the changeset is applied: those a delete unlinked, whose
+        lookups the CRM clears itself (``deletion``)."""
+        self._rereads[model] |= keys
 
     def writes(self) -> list[RemoteWrite]:
         """The writes of the block that still stand, one per record: a record's later writes
@@ -68,8 +76,9 @@ class Block:
         return {w.key: w.kind.value for w in self.writes() if w.model is model}
 
     def flush(self) -> list[RemoteWrite]:
-        """Send the block's writes as one changeset and store what the remote returned;
-        raise the error of the write that failed (the local transaction then rolls back)."""
+        """Send the block's writes as one changeset and store what the remote returned, then
+        read again the rows its deletes unlinked; raise the error of the write that failed
+        (the local transaction then rolls back)."""
         writes = self.writes()
         if not writes:
             return writes
@@ -79,6 +88,10 @@ class Block:
             causes = [w.error for w in failed if not isinstance(w.error, NotApplied)]
             raise (causes or [failed[0].error])[0] or CDMSError("the changeset was not applied")
         apply(writes)
+        for model, keys in self._rereads.items():
+            deleted = {w.key for w in writes if w.model is model and w.kind is Kind.DELETE}
+            if keys := keys - deleted:
+                recheck(model, keys)
         return writes
 
 

@@ -109,6 +109,8 @@ def delete(action: Callable[[], T], using: str, operation: str) -> T:
         result = _run(action, deletion)
         for write in _children_first(deletion.writes):
             block.add(write)
+        for model, keys in deletion.unlinked.items():
+            block.reread(model, keys)
         return result
     writes = deletion.writes
     try:

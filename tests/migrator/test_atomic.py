@@ -123,7 +123,8 @@ def test_nested_blocks_send_once_with_the_outermost(crm):
 
 def test_writes_of_one_record_are_merged(crm, rows):
     northwind, contoso = rows[NORTHWIND], rows[CONTOSO]
-    with assertNumRemoteCalls(1), migrator.atomic():
+    # the changeset, then Contoso's contact read again (the CRM cleared its lookup)
+    with assertNumRemoteCalls(2), migrator.atomic():
         org = Organisation.objects.create(name="Merged")
         org.employees = 5
         org.save()
@@ -247,3 +248,17 @@ def test_plain_transaction_atomic_writes_each_save_at_once(crm):
         org.save()
     assert len(crm.find("accounts", "name", "Written At Once")) == 1
     crm.assert_in_sync(Organisation, str(org.cdms_pk))
+
+
+def test_rows_a_delete_in_the_block_unlinks_are_read_again_after_it(crm, rows):
+    """The CRM clears the contacts' lookup when the organisation goes: after the changeset,
+    they are read again (one read), so that a save of one of them is no conflict."""
+    smith = Contact.objects.skip_cdms().get(last_name="Smith")
+    with assertNumRemoteCalls(2) as calls, migrator.atomic():
+        rows[NORTHWIND].delete()
+    assert only_batches(calls) == ["$batch", "contacts"]
+    crm.assert_in_sync(Contact, str(smith.cdms_pk))
+    smith = Contact.objects.skip_cdms().get(pk=smith.pk)
+    smith.email = "smith@elsewhere.example"
+    with assertNumRemoteCalls(1):
+        smith.save()
