@@ -13,10 +13,10 @@ from pathlib import Path
 
 from django.db import connection
 
-from . import client_read, orm, reads, report, resync, simulator_read, writes
+from . import client_read, orm, reads, report, resync, round_trips, simulator_read, writes
 from .measure import FULL, QUICK, Comparison, Plan
 
-BENCHMARKS = ("simulator", "client", "reads", "writes", "resync")
+BENCHMARKS = ("simulator", "client", "reads", "writes", "round_trips", "resync")
 #: the resync benchmark's arguments in quick mode (its defaults: 10,000 and 50,000 records)
 RESYNC_QUICK = [
     "--sizes",
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan_of(options)
     started, load_before = dt.datetime.now(dt.UTC), os.getloadavg()
     figures: list[Comparison] = []
-    database, resynced = None, None
+    database, resynced, trips = None, None, None
 
     def show(name: str, measured: list[Comparison]) -> None:
         print(f"\n== {name}, {plan.runs} timed runs each", flush=True)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         show("simulator: a paged read", simulator_read.run(plan))
     if "client" in options.only:
         show("client: CDMSClient.iter() against the plain loop", client_read.run(plan))
-    if {"reads", "writes", "resync"} & set(options.only):
+    if {"reads", "writes", "round_trips", "resync"} & set(options.only):
         database = orm.database()
         on = f"{database['vendor']} {database['version']}"
         with orm.environment(plan) as env:
@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
                 report.growth(measured, sys.stdout)
             if "writes" in options.only:
                 show(f"writes: the ORM against the raw request, on {on}", writes.run(env, plan))
+            if "round_trips" in options.only:
+                print(f"\n== round trips per ORM operation, on {on}", flush=True)
+                trips = round_trips.run(env, quick=options.quick)
+                round_trips.table(trips, sys.stdout)
             if "resync" in options.only:
                 print(f"\n== resync, on {on}", flush=True)
                 resynced = resync.main(RESYNC_QUICK if options.quick else [])
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             "database": database,
             "load_average": {"before": load_before, "after": load_after},
             "figures": [figure.as_json() for figure in figures],
+            "round_trips": None if trips is None else round_trips.as_json(trips),
             "resync": resynced,
         },
     )

@@ -13,22 +13,28 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from .codec import dumps, loads
 from .errors import CDMSError, MalformedResponse, error_for_status
-from .keys import entity_path, new_key
+from .keys import LOOKUP_NAMES, RETURN_RECORD, entity_path, new_key
 
 if TYPE_CHECKING:
     from .client import CDMSClient
 
 MAX_OPERATIONS = 1000
+#: Dataverse takes URLs up to 64 KB inside a ``$batch`` body (32 KB on a request of its own).
+MAX_INNER_URL_LENGTH = 64_000
+#: characters a read's URL keeps as they are inside a batch (spaces and quotes are encoded)
+INNER_URL_SAFE = "$(),/:@="
 
 
 @dataclass
 class Operation:
     """One operation of a batch and, once sent, its outcome: ``status``, ``record`` (the
-    JSON answer, if any) and ``error`` (a ``CDMSError`` when it failed)."""
+    JSON answer, if any) and ``error`` (a ``CDMSError`` when it failed). In a changeset that
+    failed, every operation has the error (none was applied) and ``cause`` marks the one the
+    remote named as failing."""
 
     method: str
     path: str
@@ -38,6 +44,7 @@ class Operation:
     status: int | None = None
     record: dict[str, Any] | None = None
     error: CDMSError | None = None
+    cause: bool = False
 
     @property
     def ok(self) -> bool:
@@ -78,11 +85,24 @@ class Batch:
                 self.items.append(self._open)
             self._open = None
 
-    def get(self, entity_set: str, key: str, select: list[str] | None = None) -> Operation:
+    def _read(self, operation: Operation) -> Operation:
         if self._open is not None:
             raise ValueError("a changeset cannot hold reads")
+        return self._add(operation)
+
+    def get(self, entity_set: str, key: str, select: list[str] | None = None) -> Operation:
         query = f"?$select={','.join(select)}" if select else ""
-        return self._add(Operation("GET", f"{entity_path(entity_set, key)}{query}"))
+        return self._read(Operation("GET", f"{entity_path(entity_set, key)}{query}"))
+
+    def query(self, entity_set: str, params: Mapping[str, str], page_size: int) -> Operation:
+        """A collection read (its first page, of up to ``page_size`` records: ``record`` is
+        the answer, ``{"value": [...]}``). Its URL may be up to 64 KB long, twice what a
+        request of its own may be: the way to read many records by key in one request."""
+        path = f"{entity_set}?{urlencode(params, safe=INNER_URL_SAFE, quote_via=quote)}"
+        if len(path) > MAX_INNER_URL_LENGTH:
+            raise ValueError(f"a read's URL inside a batch is at most {MAX_INNER_URL_LENGTH} long")
+        prefer = f"odata.maxpagesize={page_size},{LOOKUP_NAMES}"
+        return self._read(Operation("GET", path, headers={"Prefer": prefer}))
 
     def create(self, entity_set: str, data: Mapping[str, Any], key: str | None = None) -> Operation:
         key = str(key or new_key())
@@ -139,7 +159,8 @@ class Batch:
             "POST",
             "$batch",
             data="".join(body).encode("utf-8"),
-            idempotent=False,
+            # a batch of reads only may be sent again whatever happened to it
+            idempotent=all(op.method == "GET" for item in items for op in _operations(item)),
             headers={
                 "Content-Type": f"multipart/mixed; boundary={boundary}",
                 "Prefer": "odata.continue-on-error",
@@ -159,7 +180,7 @@ def _operations(item: Operation | Changeset) -> list[Operation]:
     return list(item) if isinstance(item, Changeset) else [item]
 
 
-_REPRESENT = {"Prefer": "return=representation"}
+_REPRESENT = {"Prefer": RETURN_RECORD}
 
 
 def _request_part(operation: Operation, prefix: str, content_id: int | None) -> str:
@@ -211,6 +232,17 @@ def _read_response(
             )
         for operation in operations:
             _settle(operation, status, body, url)
+        cause = _content_id(part)
+        if isinstance(item, Changeset) and cause is not None and 0 < cause <= len(operations):
+            operations[cause - 1].cause = True
+
+
+def _content_id(part) -> int | None:
+    """The ``Content-ID`` of an answer's part: in a failed changeset, the failing operation."""
+    try:
+        return int(str(part.get("Content-ID", "")).strip())
+    except ValueError:
+        return None
 
 
 def _status_and_body(part) -> tuple[int, dict | None]:

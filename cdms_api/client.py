@@ -16,7 +16,7 @@ from . import odata
 from .auth import ClientCredentials
 from .batch import Batch
 from .errors import CDMSError, MalformedResponse, NotFound, RecordWithoutKey, UnknownTable
-from .keys import LOOKUP_LOGICAL_NAME, entity_path, new_key
+from .keys import LOOKUP_NAMES, RETURN_RECORD, entity_path, new_key
 from .metadata import (
     TABLE_SELECT,
     EntitySetInfo,
@@ -32,12 +32,9 @@ from .session import CDMSSession
 MAX_URL_LENGTH = 32_000
 #: Records per ``CreateMultiple``/``UpdateMultiple`` request (Dataverse's recommended most).
 MAX_BULK = 1000
-#: Reads ask for the logical name of the record each lookup points at, which a polymorphic
-#: (customer) lookup needs to be understood.
-LOOKUP_NAMES = f'odata.include-annotations="{LOOKUP_LOGICAL_NAME}"'
-#: a write answers with the record as stored, its lookups annotated as reads' are
-RETURN_RECORD = f"return=representation,{LOOKUP_NAMES}"
 BULK_ACTION = "Microsoft.Dynamics.CRM."
+#: the bulk messages a table may or may not support (Dataverse's standard tables vary)
+BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
 Filter = str | odata.Node | None
 T = TypeVar("T")
 
@@ -72,6 +69,7 @@ class CDMSClient:
         self._keys = dict(keys or {})
         self._definitions: dict[str, Table] = {}
         self._tables: dict[str, Table] = {}
+        self._messages: dict[str, frozenset[str]] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> CDMSClient:
@@ -297,6 +295,48 @@ class CDMSClient:
             )
         return body["@odata.count"]
 
+    def records(
+        self, entity_set: str, keys: Iterable[str | uuid.UUID], select: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The records of these keys that exist, in one request where the remote allows: a
+        plain read when its URL fits the 32 KB limit, else reads of up to 1,000 keys each in
+        one ``$batch``, whose inner URLs may be 64 KB long (the records a bulk write just
+        stored, read back)."""
+        wanted = sorted({str(key) for key in keys})
+        if not wanted:
+            return []
+        key = self.key_of(entity_set)
+        select = None if select is None else list(dict.fromkeys([*select, key]))
+        condition = odata.Prop(key).isin(wanted)
+        if len(self._split(entity_set, condition, select=select)) == 1:
+            return list(self.iter(entity_set, filter=condition, select=select))
+        with self.batch() as batch:
+            reads = [
+                batch.query(
+                    entity_set,
+                    _query_options(
+                        filter=odata.Prop(key).isin(wanted[start : start + MAX_BULK]),
+                        select=select,
+                    ),
+                    page_size=MAX_BULK,
+                )
+                for start in range(0, len(wanted), MAX_BULK)
+            ]
+        found: list[dict[str, Any]] = []
+        for read in reads:
+            if read.error is not None:
+                raise read.error
+            values = (read.record or {}).get("value")
+            if not isinstance(values, list):
+                raise MalformedResponse(
+                    "a read inside a $batch answered without a 'value' list",
+                    status=read.status,
+                    method="GET",
+                    url=self.session.url("$batch"),
+                )
+            found += values
+        return found
+
     # writes -------------------------------------------------------------------------------
     def create(
         self, entity_set: str, data: Mapping[str, Any], key: str | uuid.UUID | None = None
@@ -441,6 +481,28 @@ class CDMSClient:
                 json={"Targets": targets[start : start + MAX_BULK]},
                 idempotent=True,
             )
+
+    def bulk_messages(self, entity_set: str) -> frozenset[str]:
+        """Which of ``CreateMultiple``, ``UpdateMultiple`` and ``UpsertMultiple`` the table
+        supports: not every standard Dataverse table takes them. Read once (one request, as
+        Microsoft's "Use bulk operation messages" shows: ``sdkmessagefilters`` of the table)
+        and kept for the client's life."""
+        if entity_set not in self._messages:
+            table = self._definition(entity_set)
+            names = " or ".join(f"sdkmessageid/name eq {odata.literal(m)}" for m in BULK_MESSAGES)
+            filters = self._values(
+                "sdkmessagefilters",
+                {
+                    "$select": "sdkmessagefilterid",
+                    "$expand": "sdkmessageid($select=name)",
+                    "$filter": f"primaryobjecttypecode eq {odata.literal(table.logical_name)} "
+                    f"and ({names})",
+                },
+            )
+            self._messages[entity_set] = frozenset(
+                (f.get("sdkmessageid") or {}).get("name") for f in filters
+            ) & frozenset(BULK_MESSAGES)
+        return self._messages[entity_set]
 
     def whoami(self) -> dict[str, Any]:
         """``WhoAmI()``: the ``UserId``, ``BusinessUnitId`` and ``OrganizationId`` of the

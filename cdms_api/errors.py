@@ -123,6 +123,27 @@ class MalformedResponse(CDMSError):
     """The remote answered something that is not the JSON expected."""
 
 
+class BulkWriteError(CDMSError):
+    """Some writes of a bulk operation failed and the others were made. ``failed`` holds
+    ``(object, error)`` for each write that failed, ``done`` the objects written. Both sides
+    are in step for both: what was written is stored locally, what failed is left as it was
+    (``ambiguous`` when the outcome of some could not be found out)."""
+
+    def __init__(self, operation: str, failed: list[tuple[object, CDMSError]], done: list):
+        self.failed, self.done = failed, done
+        lines = "".join(f"\n  {item!r}: {error}" for item, error in failed[:MAX_LISTED])
+        more = f"\n  ... and {len(failed) - MAX_LISTED} more" if len(failed) > MAX_LISTED else ""
+        super().__init__(
+            f"{operation}: {len(failed)} of {len(failed) + len(done)} remote writes failed "
+            f"(those written are stored locally, the others left as they were):{lines}{more}"
+        )
+        self.ambiguous = any(error.ambiguous for _, error in failed)
+
+
+#: failures a ``BulkWriteError``'s message lists (all are in ``failed``)
+MAX_LISTED = 20
+
+
 class RecordWithoutKey(ValueError):
     """A record given to ``update_multiple`` does not carry its table's key property."""
 

@@ -8,6 +8,11 @@ from typing import Any
 
 #: The annotation that names the table a lookup's value belongs to.
 LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
+#: Reads ask for the logical name of the record each lookup points at, which a polymorphic
+#: (customer) lookup needs to be understood.
+LOOKUP_NAMES = f'odata.include-annotations="{LOOKUP_LOGICAL_NAME}"'
+#: a write answers with the record as stored, its lookups annotated as reads' are
+RETURN_RECORD = f"return=representation,{LOOKUP_NAMES}"
 
 
 def default_logical_name(entity_set: str) -> str:
@@ -29,6 +34,11 @@ def entity_path(entity_set: str, key: str | uuid.UUID) -> str:
 def bind(entity_set: str, key: str | uuid.UUID | None) -> str | None:
     """The ``@odata.bind`` value for a lookup to ``entity_set(key)`` (None clears it)."""
     return None if key is None else f"/{entity_path(entity_set, key)}"
+
+
+def bound_key(binding: str) -> str:
+    """The key an ``@odata.bind`` value names: ``/accounts(<key>)`` -> ``<key>``."""
+    return binding.rsplit("(", 1)[-1].rstrip(")")
 
 
 def new_key() -> str:

@@ -37,7 +37,7 @@ logger = logging.getLogger("cdms_api")
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One HTTP attempt, as reported to request listeners."""
+    """One HTTP attempt, as reported to request listeners (``params``: its query options)."""
 
     method: str
     url: str
@@ -45,6 +45,7 @@ class RequestRecord:
     duration_s: float
     attempt: int
     error: str | None = None
+    params: dict[str, str] | None = None
 
     @property
     def path(self) -> str:
@@ -139,11 +140,11 @@ class CDMSSession:
                 )
             except requests.RequestException as exc:
                 error = self._transport_error(exc, method, url)
-                self._report(method, url, None, sent, attempt, type(error).__name__)
+                self._report(method, url, params, None, sent, attempt, type(error).__name__)
                 if self._may_retry(error.ambiguous, idempotent, attempt, started, None):
                     continue
                 raise error from None
-            self._report(method, url, response.status_code, sent, attempt, None)
+            self._report(method, url, params, response.status_code, sent, attempt, None)
             status = response.status_code
             if status < 400:
                 return response
@@ -180,12 +181,15 @@ class CDMSSession:
         self,
         method: str,
         url: str,
+        params: dict[str, str] | None,
         status: int | None,
         sent: float,
         attempt: int,
         error: str | None,
     ) -> None:
-        record = RequestRecord(method, url, status, time.perf_counter() - sent, attempt, error)
+        record = RequestRecord(
+            method, url, status, time.perf_counter() - sent, attempt, error, params
+        )
         logger.debug(
             "%s %s -> %s in %.1f ms (attempt %d)",
             method,

@@ -1,4 +1,5 @@
-"""``manage.py check``: every synced model's mapping is complete and convertible."""
+"""``manage.py check``: every synced model's mapping is complete and convertible, and no
+deletion can remove its rows locally only."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from itertools import chain
 
 from django.apps import apps
 from django.core import checks
+from django.db import models
 
 from .mapping import is_cdms_model
 
@@ -14,10 +16,10 @@ from .mapping import is_cdms_model
 def check_mappings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     errors = []
     if app_configs is None:
-        models = apps.get_models()
+        candidates = apps.get_models()
     else:  # as Django's model checks do: the models of those apps (even of another registry)
-        models = chain.from_iterable(app_config.get_models() for app_config in app_configs)
-    for model in models:
+        candidates = chain.from_iterable(app_config.get_models() for app_config in app_configs)
+    for model in candidates:
         if not is_cdms_model(model):
             continue
         for problem in model.cdms.errors:
@@ -30,7 +32,30 @@ def check_mappings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 )
             )
         errors.extend(_cannot_hold_null(model))
+        errors.extend(_cascades_from_local_rows(model))
     return errors
+
+
+def _cascades_from_local_rows(model) -> list[checks.CheckMessage]:
+    """A foreign key of a synced model to a model that is not synced, with
+    ``on_delete=CASCADE``: deleting a row of that model deletes synced rows through Django's
+    plain deletion, locally only, and leaves their records in the CRM. (Between synced
+    models a cascade is deleted remotely too: ``migrator.deletion``.)"""
+    return [
+        checks.Error(
+            f"{model.__name__}.{field.name} cascades deletes from {field.related_model.__name__},"
+            " which is not synced: deleting one of its rows would delete rows of "
+            f"{model.__name__} locally only, and leave their records in the CRM.",
+            hint="Use on_delete=SET_NULL or PROTECT, or delete the synced rows first.",
+            obj=field,
+            id="migrator.E002",
+        )
+        for field in model._meta.get_fields()
+        if field.many_to_one
+        and field.concrete
+        and field.remote_field.on_delete is models.CASCADE
+        and not is_cdms_model(field.related_model)
+    ]
 
 
 def _cannot_hold_null(model) -> list[checks.CheckMessage]:

@@ -41,13 +41,35 @@ def load(
     changed, skip those whose ETag is the one stored. Returns the keys of the records (all
     present remotely, whether or not they needed a write). The related rows of the lookups
     named in ``refresh`` (a tree, see ``translator.forward_joins``) are read again too, not
-    only when missing locally."""
+    only when missing locally. Records the open ``migrator.atomic()`` block deletes are left
+    out: their rows are gone locally, and their remote delete is on its way."""
+    deleting = {key for key, kind in local.pending(model).items() if kind == "delete"}
+    _write(model, [r for r in records if key_of(r[model.cdms.key]) not in deleting], depth, refresh)
+    return {key_of(r[model.cdms.key]) for r in records}
+
+
+def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
+    """Store the records writes returned (one bulk write, as ``load``) and give each one's
+    local values, by key, for the instances that were written."""
+    written = _write(model, records, 0, {})
+    rest = [r for r in records if key_of(r[model.cdms.key]) not in written]
+    if rest:  # already stored, by a read that came first: the values still go to the instances
+        related = _related_ids(model, rest, 0, {})
+        for record in rest:
+            written[key_of(record[model.cdms.key])] = values_of(model.cdms, record, related)[0]
+    return written
+
+
+def _write(
+    model: type[CDMSModel], records: list[dict], depth: int, refresh: dict | None
+) -> dict[str, dict[str, Any]]:
+    """``load``'s bulk write; returns the local values written, by key."""
     mapping = model.cdms
     keys = [key_of(r[mapping.key]) for r in records]
     related = _related_ids(model, records, depth, refresh or {})  # may write some records first
     existing = {str(row.cdms_pk): row for row in local.rows(model).filter(cdms_pk__in=keys)}
     now = timezone.now()
-    new, changed = [], []
+    new, changed, written = [], [], {}
     for record, key in zip(records, keys, strict=True):
         row = existing.get(key)
         if row is not None and row.cdms_etag == record.get("@odata.etag"):
@@ -56,6 +78,7 @@ def load(
         if unheld:
             _warn_null(mapping, unheld[0], record, "the record is not stored locally")
             continue
+        written[key] = values
         if row is None:
             new.append(model(cdms_pk=key, **values))
         else:
@@ -81,7 +104,7 @@ def load(
             )
             local.rows(model).bulk_update(changed, fields, batch_size=500)
             _link_within(model, records, [*new, *changed])
-    return set(keys)
+    return written
 
 
 def values_of(

@@ -1,47 +1,23 @@
 """``CDMSManager`` and ``CDMSQuerySet``: querysets of synced models. Their query is a
 ``CDMSQuery``, which brings the local rows it can return up to date with the remote just
 before it runs, whichever Django method runs it; then the ordinary Django query answers.
-``skip_cdms()`` gives a purely local queryset."""
+Writes go through to the remote: ``update``, ``delete``, ``bulk_create`` and ``bulk_update``
+(``bulk``, ``deletion``), and Django's own ``create``, ``get_or_create`` and
+``update_or_create``, whose saves write through. ``skip_cdms()`` gives a purely local
+queryset, every method Django's, reads and writes local."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import Field
-from django.db.models.utils import resolve_callables
 
-from cdms_api.errors import CDMSNotSupported
-
-from .feed import catch_up, reads_changes
-from .local import local_only, syncs
+from . import bulk, creation, deletion
+from .local import local_only, syncs, writing_locally
 from .query import CDMSQuery
-from .sync import describe
-
-WRITES_LOCAL_ONLY = (
-    "would change local rows only and leave the CRM behind; use obj.save()/obj.delete() per "
-    "object, or skip_cdms().{name}() for a deliberately local-only change."
-)
-
-
-def _refused(name: str, why: str = WRITES_LOCAL_ONLY):
-    """A queryset method refused while syncing, since it would act on local rows only. On a
-    local queryset it runs locally throughout: the related rows Django reads for it (the
-    deletion collector's) are read locally too."""
-
-    def method(self: CDMSQuerySet, *args: Any, **kwargs: Any):
-        if syncs(self.query):
-            raise CDMSNotSupported(
-                f"{self.model.__name__}.objects...{name}() " + why.format(name=name)
-            )
-        with local_only():
-            return getattr(super(CDMSQuerySet, self), name)(*args, **kwargs)
-
-    method.__name__ = name
-    original = getattr(models.QuerySet, name)
-    method.alters_data = getattr(original, "alters_data", False)
-    method.queryset_only = getattr(original, "queryset_only", False)
-    return method
+from .sync import describe, refresh
 
 
 class CDMSQuerySet(models.QuerySet):
@@ -60,6 +36,14 @@ class CDMSQuerySet(models.QuerySet):
         shows the SQL)."""
         return describe(self.query)
 
+    @contextlib.contextmanager
+    def _locally(self) -> Iterator[None]:
+        """A ``skip_cdms()`` queryset's writes: the rows Django reads for them (related rows,
+        the row ``get_or_create`` looks up) are read locally, and the saves it makes are
+        local only."""
+        with local_only(), writing_locally(self.model):
+            yield
+
     def _prefetch_related_objects(self) -> None:
         """A ``skip_cdms()`` queryset prefetches locally too (the related managers it uses
         would sync otherwise)."""
@@ -69,54 +53,93 @@ class CDMSQuerySet(models.QuerySet):
             super()._prefetch_related_objects()
 
     def create(self, **kwargs: Any):
-        obj = self.model(**kwargs)
-        self._for_write = True
-        obj.save(force_insert=True, using=self.db, skip_cdms=not self.query.cdms_sync)
-        return obj
+        if syncs(self.query):
+            return super().create(**kwargs)
+        with self._locally():
+            return super().create(**kwargs)
 
-    def update_or_create(self, defaults=None, create_defaults=None, **kwargs: Any):
-        """Django's ``update_or_create``, whose saves write to the remote unless this is a
-        ``skip_cdms()`` queryset. The row is read through the remote and locked locally as
-        Django locks it; the update carries the ETag it was read with."""
-        update_defaults = defaults or {}
-        if create_defaults is None:
-            create_defaults = update_defaults
+    def get_or_create(self, defaults=None, **kwargs: Any):
+        """Django's ``get_or_create``, under a lock on the lookup in the local database
+        (``creation``): two processes asking for the same lookup at once make one record,
+        and the second gets the first one's row."""
+        if not syncs(self.query):
+            with self._locally():
+                return super().get_or_create(defaults, **kwargs)
         self._for_write = True
         with transaction.atomic(using=self.db):
-            locked = super().select_for_update()  # keeps syncing, unlike self.select_for_update
-            obj, created = locked.get_or_create(create_defaults, **kwargs)
-            if created:
-                return obj, created
-            for name, value in resolve_callables(update_defaults):
-                setattr(obj, name, value)
-            update_fields = set(update_defaults)
-            meta = self.model._meta
-            if meta._non_pk_concrete_field_names.issuperset(update_fields):
-                for field in meta.local_concrete_fields:  # auto_now fields, as Django does
-                    if not (field in meta.pk_fields or type(field).pre_save is Field.pre_save):
-                        update_fields.update({field.name, field.attname})
-            else:
-                update_fields = None
-            obj.save(using=self.db, update_fields=update_fields, skip_cdms=not self.query.cdms_sync)
-        return obj, False
+            creation.lock(self.model, kwargs, self.db)
+            return super().get_or_create(defaults, **kwargs)
 
-    update = _refused("update")
-    delete = _refused("delete")
-    bulk_create = _refused("bulk_create")
-    bulk_update = _refused("bulk_update")
-    select_for_update = _refused("select_for_update")
-
-    def raw(self, raw_query: str, params: Any = (), translations=None, using=None):
-        """Raw SQL cannot be translated into a remote read: refused while syncing, unless the
-        model's reads are backed by the change feed, which is then applied first."""
+    def update_or_create(self, defaults=None, create_defaults=None, **kwargs: Any):
+        """Django's ``update_or_create``: its ``get_or_create`` takes the lookup's lock, the
+        row is read through the remote and locked locally, and the save that follows
+        carries the ETag it was read with."""
         if syncs(self.query):
-            if not reads_changes(self.model):
-                raise CDMSNotSupported(
-                    f"{self.model.__name__}.objects...raw() runs SQL the remote cannot be asked "
-                    "for; use skip_cdms().raw() on local rows, or reads backed by the change "
-                    "feed (CDMS.reads = 'changes')."
-                )
-            catch_up(self.model)
+            return super().update_or_create(defaults, create_defaults, **kwargs)
+        with self._locally():
+            return super().update_or_create(defaults, create_defaults, **kwargs)
+
+    def update(self, **kwargs: Any) -> int:
+        if not syncs(self.query):
+            deletion.unlinking(self)
+            with self._locally():
+                return super().update(**kwargs)
+        return bulk.update(self, kwargs)
+
+    update.alters_data = True
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if not syncs(self.query):
+            with self._locally():
+                return super().delete()
+        refresh(self.query)  # the rows to delete, up to date: one read
+        return deletion.delete(super().delete, self.db, "delete")
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    def bulk_create(
+        self,
+        objs: Iterable[models.Model],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Sequence[str] | None = None,
+        unique_fields: Sequence[str] | None = None,
+        atomic: bool = False,
+    ) -> list[models.Model]:
+        """Django's ``bulk_create``, locally, then the records remotely (``bulk``): in one
+        request per 1,000 objects; ``atomic=True`` all or nothing, in one changeset."""
+        options = {
+            "batch_size": batch_size,
+            "ignore_conflicts": ignore_conflicts,
+            "update_conflicts": update_conflicts,
+            "update_fields": update_fields,
+            "unique_fields": unique_fields,
+        }
+        if syncs(self.query):
+            return bulk.bulk_create(self, objs, atomic=atomic, **options)
+        with self._locally():
+            return super().bulk_create(objs, **options)
+
+    bulk_create.alters_data = True
+
+    def bulk_update(
+        self, objs: Iterable[models.Model], fields: Sequence[str], batch_size: int | None = None
+    ) -> int:
+        if syncs(self.query):
+            return bulk.bulk_update(self, objs, fields, batch_size)
+        with self._locally():
+            return super().bulk_update(objs, fields, batch_size)
+
+    bulk_update.alters_data = True
+
+    def raw(self, raw_query: str, params: Any = (), translations: Any = None, using: Any = None):
+        """Django's ``raw()``: the SQL runs on the local tables, once the rows this queryset
+        selects are synced (for the manager's: every record, up to ``MAX_SYNC_ROWS``, as
+        ``all()``), when ``raw()`` is called."""
+        if syncs(self.query):
+            refresh(self.query)
         return super().raw(raw_query, params, translations, using)
 
 

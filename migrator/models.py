@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from typing import Any
 
 from django.db import models, transaction
 from django.utils.functional import classproperty
 
-from . import writes
+from . import deletion, instances, local, writes
 from .local import local_only
 from .manager import CDMSManager
 from .mapping import Mapping
@@ -53,11 +54,17 @@ class CDMSModel(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._cdms_loaded = writes.snapshot(instance)
+        instance._cdms_loaded = instances.snapshot(instance)
         return instance
 
-    def save(self, *args: Any, skip_cdms: bool = False, **kwargs: Any) -> None:
-        if skip_cdms:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        deletion.follow(cls)
+
+    def save(self, *args: Any, skip_cdms: bool | None = None, **kwargs: Any) -> None:
+        """Save locally and remotely (see the class's docstring). ``skip_cdms`` defaults to
+        True for the saves a ``skip_cdms()`` queryset's methods make."""
+        if _locally(self, skip_cdms):
             return super().save(*args, **kwargs)
         using = kwargs.get("using") or self._state.db or "default"
         creating = self._state.adding
@@ -84,24 +91,29 @@ class CDMSModel(models.Model):
         names = None if fields is None else set(fields)
         refreshed = {
             attname: value
-            for attname, value in writes.snapshot(self).items()
+            for attname, value in instances.snapshot(self).items()
             if names is None or attname in names or self._meta.get_field(attname).name in names
         }
         self._cdms_loaded = {**getattr(self, "_cdms_loaded", {}), **refreshed}
 
-    def delete(self, *args: Any, skip_cdms: bool = False, **kwargs: Any):
-        if skip_cdms or self.cdms_pk is None:
+    def delete(self, *args: Any, skip_cdms: bool | None = None, **kwargs: Any):
+        """Delete locally and remotely, the synced rows ``on_delete=CASCADE`` deletes with
+        it too (``migrator.deletion``)."""
+        if _locally(self, skip_cdms):
             with local_only():
                 return super().delete(*args, **kwargs)
         using = kwargs.get("using") or self._state.db or "default"
         pk = self.pk
         try:
-            with transaction.atomic(using=using):
-                with local_only():  # the rows pointing at it, as stored: on_delete applies
-                    result = super().delete(*args, **kwargs)
-                writes.remove(self)
+            return deletion.delete(
+                functools.partial(super().delete, *args, **kwargs), using, "delete"
+            )
         except BaseException:
-            # Django cleared the primary key; the row is still there, rolled back.
-            setattr(self, self._meta.pk.attname, pk)
+            # Django cleared the primary key: the row is still there when it was rolled back
+            if local.rows(type(self)).using(using).filter(pk=pk).exists():
+                setattr(self, self._meta.pk.attname, pk)
             raise
-        return result
+
+
+def _locally(instance: CDMSModel, skip_cdms: bool | None) -> bool:
+    return local.writes_locally(type(instance)) if skip_cdms is None else skip_cdms

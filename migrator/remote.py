@@ -1,4 +1,5 @@
-"""The project's one ``CDMSClient``, built from ``settings.CDMS`` on first use."""
+"""The project's one ``CDMSClient``, built from ``settings.CDMS`` on first use, the N+1
+detector listening to its requests (``nplusone``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.signals import setting_changed
 from cdms_api.client import CDMSClient
 
 from .mapping import synced_models
+from .nplusone import DEFAULT_THRESHOLD, Detector
 
 _lock = threading.Lock()
 _client: CDMSClient | None = None
@@ -20,6 +22,8 @@ def client() -> CDMSClient:
     with _lock:
         if _client is None:
             _client = CDMSClient.from_settings(settings.CDMS, keys=_keys())
+            threshold = setting("N_PLUS_ONE_THRESHOLD", DEFAULT_THRESHOLD)
+            _client.session.listeners.append(Detector(threshold))
         return _client
 
 

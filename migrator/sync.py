@@ -143,7 +143,7 @@ def refresh(query: Query) -> None:
     # key it did not return known to be gone.
     cut_short = plan.top is not None and len(seen) >= plan.top
     answered = plan.keys if plan.keys is not None and not cut_short else frozenset()
-    checked = set(seen)
+    checked = set(seen) | set(local.pending(model))  # as the open migrator.atomic() left them
     # A recheck that deletes or updates rows can bring other rows into the window (a parent
     # deleted sets its subsidiaries' parent to null): check until every row in it is fresh.
     while stale := window_keys(query) - checked:

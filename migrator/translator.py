@@ -39,7 +39,6 @@ from django.utils import timezone
 
 from cdms_api import odata
 from cdms_api.client import MAX_URL_LENGTH
-from cdms_api.errors import CDMSNotSupported
 
 from .folding import folded, folding_differs
 from .operands import (
@@ -226,16 +225,12 @@ class Translator(RelationConditions):
     def ordering(self) -> tuple[list[str], int | None, list[odata.Node]]:
         """``$orderby`` for the mapped ordering fields, and ``$top`` for a slice when the
         remote can order exactly as the local query does, with the conditions that keep out
-        of the first records those the loader cannot store."""
+        of the first records those the loader cannot store. A random order (``'?'``) is the
+        local database's: the filtered read is made whole, and the local query orders."""
         query = self.query
         names = list(query.order_by) or (
             list(query.get_meta().ordering) if query.default_ordering else []
         )
-        if "?" in names:
-            raise CDMSNotSupported(
-                "order_by('?') cannot be read from the remote (Dataverse has no random order); "
-                "use skip_cdms() to order local rows at random."
-            )
         # $top is sound only if the remote returns exactly the true matches and orders them
         # exactly as the local database: not text (another collation), not nullable columns
         # (where nulls sort differs by database), not a null read as a default (it sorts

@@ -134,3 +134,69 @@ def test_a_duplicate_alternate_key_is_a_typed_error(client):
         client.create("accounts", {"name": "Second", "accountnumber": number})
     assert isinstance(caught.value, errors.DuplicateKey)
     assert caught.value.code == "0x80060892"
+
+
+def test_which_bulk_messages_a_table_takes_is_read_once(client):
+    assert client.bulk_messages("accounts") == {
+        "CreateMultiple",
+        "UpdateMultiple",
+        "UpsertMultiple",
+    }
+    assert client.bulk_messages("customeraddresses") == frozenset()  # as Dataverse's table
+    assert client.bulk_messages("accounts") == client.bulk_messages("accounts")
+    assert len(calls(client, "GET", "sdkmessagefilters")) == 2
+    (read,) = calls(client, "GET", "sdkmessagefilters")[:1]
+    assert "primaryobjecttypecode eq 'account'" in read.params["$filter"]
+
+
+def test_records_by_key_are_one_plain_read_when_the_url_fits(client):
+    keys = client.create_multiple("accounts", [{"name": f"By key {i}"} for i in range(3)])
+    before = len(client.sent)
+    found = client.records("accounts", [*keys, str(uuid.uuid4())], select=["name"])
+    assert sorted(r["name"] for r in found) == ["By key 0", "By key 1", "By key 2"]
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in client.sent[before:]] == [
+        ("GET", "accounts")
+    ]
+    assert client.records("accounts", []) == []
+
+
+def test_records_by_key_too_many_for_a_url_are_one_batch(client):
+    """1,200 keys make a URL longer than 32 KB: read in one $batch, whose inner URLs may be
+    64 KB long, as Microsoft's batch documentation says."""
+    keys = client.create_multiple("accounts", [{"name": f"Many {i:04d}"} for i in range(1200)])
+    before = len(client.sent)
+    found = client.records("accounts", [*keys, str(uuid.uuid4())], select=["name"])
+    assert len(found) == 1200 and {r["accountid"] for r in found} == set(keys)
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in client.sent[before:]] == [
+        ("POST", "$batch")
+    ]
+
+
+def test_a_batch_of_reads_is_sent_again_after_a_dropped_connection(cdms_simulator, client):
+    keys = client.create_multiple("accounts", [{"name": f"Again {i:04d}"} for i in range(1200)])
+    cdms_simulator.add_faults({"method": "POST", "path": r"\$batch$", "action": "drop", "times": 1})
+    assert len(client.records("accounts", keys)) == 1200
+    assert len(calls(client, "POST", "$batch")) == 2
+
+
+def test_batch_writes_answer_lookups_with_their_logical_name(client):
+    with client.batch() as batch:
+        created = batch.create(
+            "contacts",
+            {
+                "lastname": "Batched",
+                "parentcustomerid_account@odata.bind": bind("accounts", ACME_KEY),
+            },
+        )
+    assert lookup_value(created.record, "_parentcustomerid_value") == LookupValue(
+        ACME_KEY, "account"
+    )
+
+
+def test_a_failed_changeset_names_the_operation_that_failed(client):
+    with client.batch() as batch, batch.changeset():
+        fine = batch.create("accounts", {"name": "Fine"})
+        broken = batch.update("accounts", str(uuid.uuid4()), {"name": "Missing"})
+        after = batch.create("accounts", {"name": "After"})
+    assert [op.cause for op in (fine, broken, after)] == [False, True, False]
+    assert all(isinstance(op.error, errors.NotFound) for op in (fine, broken, after))

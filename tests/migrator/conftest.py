@@ -6,6 +6,7 @@ from celery.contrib.testing.worker import start_worker
 
 from core import celery_app
 from core.models import Contact, Organisation
+from migrator import remote
 from tests.migrator.crm import CRM, names
 from tests.resync_support import crm_client, require_redis, use_test_broker
 from tests.seeded import ALL, PEOPLE
@@ -53,3 +54,12 @@ def synced():
     """The local tables as a first read left them: the seed data."""
     assert names(Organisation.objects.all()) == ALL
     assert names(Contact.objects.all()) == PEOPLE
+
+
+@pytest.fixture
+def bulk_ready():
+    """The project's client knows the tables' definitions and which bulk messages they take
+    (read once per client): the requests a test counts from here on are its operations'."""
+    client = remote.client()
+    for entity_set in ("accounts", "contacts", "customeraddresses", "new_samples"):
+        client.bulk_messages(entity_set)

@@ -91,6 +91,16 @@ class CRM:
             else:
                 assert local == fm.to_python(record.get(fm.remote)), f"{row}.{fm.field.name}"
 
+    def assert_all_in_sync(self, model: type, keys) -> None:
+        """Every key's local row is what the remote holds (no row when there is no record)."""
+        for key in keys:
+            self.assert_in_sync(model, str(key))
+
+    def all_keys(self, model: type) -> set[str]:
+        """The keys of every record of the model's entity set."""
+        key = model.cdms.key
+        return {r[key] for r in self.client.iter(model.cdms.entity_set, select=[key])}
+
     def assert_touched_in_sync(self) -> None:
         for model, key in self.touched:
             self.assert_in_sync(model, key)

@@ -97,8 +97,8 @@ def test_cdms_status_shows_each_model_at_a_glance(cdms_simulator):
 def test_cdms_check_passes_the_example_models_and_says_their_keys_are_guessed():
     out, _ = command("cdms_check")
     assert "core.Organisation: warning: the key 'accountid' is guessed" in out
-    # the example app's two models and the test app's three
-    assert out.splitlines()[-1] == "5 synced models checked against $metadata: no mapping is wrong"
+    # the example app's two models and the test app's four
+    assert out.splitlines()[-1] == "6 synced models checked against $metadata: no mapping is wrong"
 
 
 def test_cdms_check_reports_what_is_wrong_and_exits_non_zero(cdms_simulator):

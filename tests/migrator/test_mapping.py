@@ -20,7 +20,7 @@ from django.utils import timezone
 from cdms_api import codec
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
-from migrator import writes
+from migrator import instances
 from migrator.converters import Converter, OptionSet, converter_for
 from migrator.mapping import Lookup, Mapping
 from migrator.models import CDMSModel
@@ -163,6 +163,33 @@ def test_a_field_that_cannot_hold_the_remote_null_is_reported(isolated):
     warnings = [m for m in found if m.id == "migrator.W001"]
     assert [w.obj.name for w in warnings] == ["employees", "flag", "parent"]
     assert "'numberofemployees', which may be null" in warnings[0].msg
+
+
+def test_a_cascade_from_a_model_that_is_not_synced_is_reported(isolated):
+    """``migrator.E002``: deleting a row of a model that is not synced goes through Django's
+    plain deletion, which would delete the synced rows pointing at it locally only."""
+
+    class Team(models.Model):
+        class Meta:
+            app_label = "core"
+
+    class Member(Throwaway):
+        name = models.CharField(max_length=50)
+        team = models.ForeignKey(Team, on_delete=models.CASCADE)  # reported
+        kept = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
+        boss = models.ForeignKey("self", null=True, on_delete=models.CASCADE)  # both synced
+
+        class CDMS:
+            entity_set = "contacts"
+            fields = {"name": "lastname"}
+
+    found = checks.run_checks(
+        app_configs=[isolated.get_app_config("core")], tags=[checks.Tags.models]
+    )
+    errors = [m for m in found if m.id == "migrator.E002"]
+    assert [e.obj.name for e in errors] == ["team"]
+    assert "deleting one of its rows would delete rows of Member locally only" in errors[0].msg
+    assert "SET_NULL or PROTECT" in errors[0].hint
 
 
 def test_a_many_to_many_field(isolated):
@@ -563,16 +590,16 @@ def test_a_lookup_round_trips_through_the_remote(cdms_simulator):
     ada = demo_key("Ada Lovelace")
     child = Organisation.objects.get(cdms_pk=widgets)
     assert child.parent.cdms_pk == uuid.UUID(holdings)
-    assert writes.payload(child, {"parent_id"}) == {
+    assert instances.payload(child, {"parent_id"}) == {
         "parentaccountid@odata.bind": f"/accounts({holdings})"
     }
     contact = Contact.objects.get(cdms_pk=ada)
     assert contact.organisation.cdms_pk == uuid.UUID(holdings)
-    assert writes.payload(contact, {"organisation_id"}) == {
+    assert instances.payload(contact, {"organisation_id"}) == {
         "parentcustomerid_account@odata.bind": f"/accounts({holdings})"
     }
     contact.organisation = None
-    assert writes.payload(contact, {"organisation_id"}) == {
+    assert instances.payload(contact, {"organisation_id"}) == {
         "parentcustomerid_account@odata.bind": None
     }
 

@@ -1064,10 +1064,19 @@ def test_order_by_several_fields(crm, synced):
         ]
 
 
-def test_order_by_random_is_refused(crm, synced):
-    with assertNumRemoteCalls(0), pytest.raises(CDMSNotSupported, match=r"skip_cdms\(\)"):
-        list(orgs.order_by("?"))
-    assert len(list(orgs.skip_cdms().order_by("?"))) == 10
+def test_order_by_random_reads_the_filtered_records_and_orders_locally(crm, synced):
+    crm.change(ACME, name="Acme Renamed")
+    query = orgs.filter(uk_based=True).order_by("?")
+    assert "$orderby" not in query.cdms_query and "$top" not in query[:1].cdms_query
+    with assertNumRemoteCalls(1):
+        assert (
+            {o.name for o in query}
+            == {o.name for o in orgs.skip_cdms().filter(uk_based=True)}
+            >= {"Acme Renamed"}
+        )
+    with assertNumRemoteCalls(1):
+        [picked] = orgs.filter(uk_based=True).order_by("?")[:1]
+    assert picked.uk_based
 
 
 # ---------------------------------------------------------------------------------------------

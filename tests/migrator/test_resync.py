@@ -23,7 +23,7 @@ from tests.resync_support import (
     require_redis,
     resync_settings,
 )
-from tests.secondapp.models import Company, Person, Sample
+from tests.secondapp.models import Address, Company, Person, Sample
 from tests.seeded import ACME, ADA
 
 ACME_KEY = demo_key(ACME)
@@ -39,9 +39,10 @@ def cdms_resync(cdms_simulator, settings):
 
 def test_synced_models_come_after_the_models_they_point_at():
     models = synced_models()
-    assert set(models) == {Organisation, Contact, Company, Person, Sample}
+    assert set(models) == {Organisation, Contact, Company, Person, Sample, Address}
     assert models.index(Organisation) < models.index(Contact)
     assert models.index(Company) < models.index(Person)
+    assert models.index(Company) < models.index(Address)
 
 
 def test_a_full_resync_fills_the_table_page_by_page_and_keeps_the_delta_link(

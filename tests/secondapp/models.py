@@ -89,3 +89,27 @@ class Sample(CDMSModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Address(CDMSModel):
+    """A company's address, deleted with its company: ``on_delete=CASCADE`` between synced
+    models deletes the records too."""
+
+    name = models.CharField(max_length=200)
+    city = models.CharField(max_length=80, blank=True)
+    company = models.ForeignKey(
+        Company, null=True, on_delete=models.CASCADE, related_name="addresses"
+    )
+
+    class CDMS:
+        entity_set = "customeraddresses"
+        key = "customeraddressid"  # not what Dataverse's naming convention guesses
+        logical_name = "customeraddress"
+        fields = {
+            "name": "name",
+            "city": "city",
+            "company": Lookup("parentid_account", value="_parentid_value"),
+        }
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,348 @@
+"""Remote writes of many records: sent in ``$batch`` requests of up to 1,000 operations (each
+its own outcome), as one changeset (all or nothing), or as ``CreateMultiple``; then each write
+carries its outcome, found out exactly once, and the records the remote stored are adopted in
+one bulk write per model.
+
+A write's outcome is decided the way a single save decides it (``writes``): a delete of a
+record already gone is done; a create whose key exists adopts the record it made on an earlier
+attempt (its key was generated for it), sent again as an update; an update refused on its
+ETag (412) is done if the record holds every value sent. An outcome the client cannot know (a
+dropped connection, a 5xx) is found out by reading the records back, one read per model: a
+write that was not applied is sent again (with its ETag, so it cannot overwrite a change made
+since), up to ``ROUNDS`` sends in all."""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cdms_api.batch import MAX_OPERATIONS, Batch, Operation
+from cdms_api.client import MAX_BULK
+from cdms_api.errors import (
+    CDMSError,
+    DuplicateKey,
+    MalformedResponse,
+    NotFound,
+    PreconditionFailed,
+)
+
+from . import remote
+from .instances import give, holds
+from .loader import key_of, store
+
+if TYPE_CHECKING:
+    from .models import CDMSModel
+
+#: sends of a write at most: the first, and again after it was found not applied
+ROUNDS = 3
+
+
+class Kind(enum.Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(eq=False)
+class RemoteWrite:
+    """One record's remote write and, once sent, its outcome: ``done`` (with ``record``, what
+    the remote stored, for a create or an update) or ``error``. ``target`` is the instance the
+    outcome is given to (None: the local row only); ``names`` the attnames ``body`` sends
+    (None: every mapped field); ``etag`` the ``If-Match`` (None: any version)."""
+
+    kind: Kind
+    model: type[CDMSModel]
+    key: str
+    body: dict[str, Any] | None = None
+    etag: str | None = None
+    target: Any = None
+    names: set[str] | None = None
+    record: dict[str, Any] | None = None
+    done: bool = False
+    error: CDMSError | None = None
+    #: a create whose key the remote has already: the record it made earlier, updated
+    duplicate: DuplicateKey | None = None
+
+    @property
+    def entity_set(self) -> str:
+        return self.model.cdms.entity_set
+
+    def __repr__(self) -> str:
+        return f"<{self.kind.value} {self.model.__name__} {self.key}>"
+
+
+# The judgement of one send: what happens next to a write.
+DONE, FAILED, AGAIN, UNKNOWN = "done", "failed", "again", "unknown"
+
+
+def send(writes: Iterable[RemoteWrite], atomic: bool = False) -> None:
+    """Send the writes, in ``$batch`` requests of up to 1,000 operations each; with
+    ``atomic``, as one changeset (at most 1,000 writes), applied all together or not at all.
+    Each write then has its outcome."""
+    todo = [w for w in writes if not w.done]
+    if atomic and len(todo) > MAX_OPERATIONS:
+        raise ValueError(f"a changeset holds at most {MAX_OPERATIONS} writes")
+    for round_ in range(ROUNDS):
+        if not todo:
+            return
+        todo = (_changeset if atomic else _separately)(todo, last=round_ == ROUNDS - 1)
+
+
+def create_many(writes: list[RemoteWrite]) -> None:
+    """Creates of one model, with ``CreateMultiple`` (one request per 1,000, all or nothing)
+    where the table offers it, each chunk's records then read back in one request (the
+    action answers keys only; the ETags are needed for the next save's ``If-Match``). A chunk
+    the remote refuses is sent again one create per operation in a ``$batch``, so that each
+    record gets its own outcome (as Microsoft's bulk operations guide advises); elsewhere
+    creates go in ``$batch`` from the start."""
+    if not writes:
+        return
+    client, model = remote.client(), writes[0].model
+    mapping = model.cdms
+    if "CreateMultiple" not in client.bulk_messages(mapping.entity_set):
+        send(writes)
+        return
+    for start in range(0, len(writes), MAX_BULK):
+        chunk = writes[start : start + MAX_BULK]
+        try:
+            client.create_multiple(
+                mapping.entity_set, [{**w.body, mapping.key: w.key} for w in chunk]
+            )
+        except CDMSError:
+            send(chunk)
+            continue
+        for w in chunk:
+            w.done = True  # created, whatever the read back finds
+        try:
+            stored = client.records(mapping.entity_set, [w.key for w in chunk], mapping.select)
+        except CDMSError:
+            continue  # their rows keep the values sent, with no ETag: the next read fills them
+        found = {key_of(r[mapping.key]): r for r in stored}
+        for w in chunk:
+            w.record = found.get(w.key)
+
+
+def apply(writes: Iterable[RemoteWrite]) -> None:
+    """Store what the done writes' records hold: one bulk write per model (the loader), and
+    each write's instance given its values."""
+    by_model: dict[type, list[RemoteWrite]] = defaultdict(list)
+    for w in writes:
+        if w.done and w.record is not None:
+            by_model[w.model].append(w)
+    for model, done in by_model.items():
+        values = store(model, [w.record for w in done])
+        for w in done:
+            if w.target is not None and w.key in values:
+                give(w.target, values[w.key], w.names)
+
+
+# Sending -------------------------------------------------------------------------------------
+
+
+def _transmit(writes: list[RemoteWrite], atomic: bool) -> list[Operation]:
+    """One ``$batch`` request; the operations in the writes' order."""
+    batch = Batch(remote.client())
+    if atomic:
+        with batch.changeset():
+            operations = [_operation(batch, w) for w in writes]
+    else:
+        operations = [_operation(batch, w) for w in writes]
+    batch.send()
+    return operations
+
+
+def _operation(batch: Batch, write: RemoteWrite) -> Operation:
+    if write.kind is Kind.CREATE:
+        return batch.create(write.entity_set, write.body or {}, key=write.key)
+    if write.kind is Kind.UPDATE:
+        return batch.update(write.entity_set, write.key, write.body or {}, etag=write.etag)
+    return batch.delete(write.entity_set, write.key, etag=write.etag)
+
+
+def _separately(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
+    """Send each write as an operation of its own; returns those to send again."""
+    again, unknown = [], []
+    for start in range(0, len(writes), MAX_OPERATIONS):
+        chunk = writes[start : start + MAX_OPERATIONS]
+        try:
+            operations = _transmit(chunk, atomic=False)
+        except CDMSError as error:
+            for w in chunk:
+                w.error = error
+            if error.ambiguous:
+                unknown += chunk
+            continue
+        for w, operation in zip(chunk, operations, strict=True):
+            verdict = _judge(w, operation)
+            if verdict == AGAIN:
+                again.append(w)
+            elif verdict == UNKNOWN:
+                unknown.append(w)
+    again += _settle(unknown)
+    return [] if last else again
+
+
+def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
+    """Send the writes as one changeset; returns them when it is to be sent again: not
+    applied (found out by reading back), or one of them changed (a create that adopts its
+    record, a delete of a record already gone, which is done and left out)."""
+    try:
+        operations = _transmit(writes, atomic=True)
+    except CDMSError as error:
+        for w in writes:
+            w.error = error
+        if not error.ambiguous:
+            return []
+        found = _read_back(writes)
+        if found is None:
+            return []  # the remote cannot be read either: the errors stand
+        verdicts = [_decide(w, found.get((w.model, w.key))) for w in writes]
+        if all(v == DONE for v in verdicts):
+            return []
+        if all(v == AGAIN for v in verdicts):
+            return [] if last else writes
+        unclear = CDMSError("the changeset was found partly applied: someone else wrote too")
+        unclear.ambiguous = True
+        for w in writes:
+            w.done, w.error = False, unclear
+        return []
+    if all(operation.ok for operation in operations):
+        unknown = [w for w, op in zip(writes, operations, strict=True) if _judge(w, op) == UNKNOWN]
+        _settle(unknown)
+        return []
+    failing = next((op for op in operations if op.cause), operations[0])
+    culprit = writes[operations.index(failing)]
+    verdict = _judge(culprit, failing)
+    if verdict == UNKNOWN:
+        found = _read_back([culprit])
+        verdict = (
+            FAILED if found is None else _decide(culprit, found.get((culprit.model, culprit.key)))
+        )
+    others = [w for w in writes if w is not culprit]
+    for w in others:
+        w.error = NotApplied(culprit)
+    if last or verdict == FAILED:
+        return []
+    return others if verdict == DONE else writes
+
+
+class NotApplied(CDMSError):
+    """A write of a changeset that was not applied because another write of it failed."""
+
+    def __init__(self, cause: RemoteWrite):
+        self.cause = cause
+        super().__init__(f"not applied: {cause!r} of the same changeset failed ({cause.error})")
+
+
+# Judging -------------------------------------------------------------------------------------
+
+
+def _judge(write: RemoteWrite, operation: Operation) -> str:
+    """The outcome of one operation, as a single write would take it."""
+    error = operation.error
+    if error is None:
+        if write.kind is Kind.DELETE:
+            return _done(write, None)
+        if not isinstance(operation.record, dict) or not operation.record.get(write.model.cdms.key):
+            write.error = MalformedResponse(
+                f"the answer to a {write.kind.value} of {write.entity_set}({write.key}) "
+                "holds no record"
+            )
+            return UNKNOWN
+        return _done(write, operation.record)
+    write.error = error
+    if write.kind is Kind.DELETE and isinstance(error, NotFound):
+        return _done(write, None)  # already gone: what was asked for
+    if write.kind is Kind.CREATE and isinstance(error, DuplicateKey):
+        _adopt_by_update(write, error)
+        return AGAIN
+    if write.kind is Kind.UPDATE and write.duplicate is not None and isinstance(error, NotFound):
+        write.error = write.duplicate  # the duplicate is another key of the record (alternate)
+        return FAILED
+    if isinstance(error, PreconditionFailed) or error.ambiguous:
+        return UNKNOWN
+    return FAILED
+
+
+def _done(write: RemoteWrite, record: dict[str, Any] | None) -> str:
+    write.done, write.record, write.error = True, record, None
+    return DONE
+
+
+def _adopt_by_update(write: RemoteWrite, duplicate: DuplicateKey) -> None:
+    """The key was generated for this write's object: the record that has it is the one an
+    earlier attempt created. It is sent the values again, as an update of any version."""
+    write.kind, write.etag, write.duplicate = Kind.UPDATE, None, duplicate
+
+
+def _settle(writes: list[RemoteWrite]) -> list[RemoteWrite]:
+    """Read back the records of writes whose outcome is unknown; decide each. Returns the
+    writes not applied, to be sent again."""
+    if not writes:
+        return []
+    found = _read_back(writes)
+    if found is None:
+        return []  # the remote cannot be read either: the errors stand
+    again = []
+    for w in writes:
+        if _decide(w, found.get((w.model, w.key))) == AGAIN:
+            again.append(w)
+    return again
+
+
+def _read_back(writes: list[RemoteWrite]) -> dict[tuple[type, str], dict] | None:
+    """The records of the writes, by (model, key); None when they cannot be read."""
+    by_model: dict[type, list[str]] = defaultdict(list)
+    for w in writes:
+        by_model[w.model].append(w.key)
+    found: dict[tuple[type, str], dict] = {}
+    client = remote.client()
+    try:
+        for model, keys in by_model.items():
+            mapping = model.cdms
+            for record in client.records(mapping.entity_set, keys, mapping.select):
+                found[(model, key_of(record[mapping.key]))] = record
+    except CDMSError:
+        return None
+    return found
+
+
+def _decide(write: RemoteWrite, record: dict[str, Any] | None) -> str:
+    """Whether a write whose outcome was unknown (or refused on its ETag) was applied, from
+    its record as read now: done, to be sent again (not applied, nothing in the way), or
+    failed (the record changed, or is gone)."""
+    mapping = write.model.cdms
+    if write.kind is Kind.DELETE:
+        if record is None:
+            return _done(write, None)
+        if write.etag is None or record.get("@odata.etag") == write.etag:
+            return AGAIN
+        return _conflict(write)
+    if write.kind is Kind.CREATE:
+        if record is None:
+            return AGAIN
+        if holds(mapping, write.body or {}, record):
+            return _done(write, record)
+        _adopt_by_update(write, DuplicateKey(f"{write.entity_set}({write.key}) exists already"))
+        return AGAIN
+    if record is None:
+        write.error = write.duplicate or NotFound(
+            f"{write.entity_set}({write.key}) does not exist remotely", status=404
+        )
+        return FAILED
+    if holds(mapping, write.body or {}, record):
+        return _done(write, record)
+    if write.etag is None or record.get("@odata.etag") == write.etag:
+        return AGAIN
+    return _conflict(write)
+
+
+def _conflict(write: RemoteWrite) -> str:
+    if not isinstance(write.error, PreconditionFailed):
+        write.error = PreconditionFailed(
+            f"{write.entity_set}({write.key}) changed remotely since it was read", status=412
+        )
+    return FAILED

@@ -1,0 +1,104 @@
+"""Writers at the same time: ``select_for_update()`` syncs, locks the local rows, and the save
+that follows carries the ETag; ``get_or_create()``/``update_or_create()`` from two processes
+(threads with database connections of their own here) make one record, the second getting
+the first's row."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connection, connections, transaction
+
+from cdms_api.errors import PreconditionFailed
+from core.models import Organisation
+from migrator.testing import assertNumRemoteCalls
+from tests.seeded import NORTHWIND
+
+
+def test_select_for_update_syncs_and_the_save_carries_the_etag(crm, synced):
+    crm.change(NORTHWIND, numberofemployees=11)
+    with transaction.atomic():
+        with assertNumRemoteCalls(1):
+            org = Organisation.objects.select_for_update().get(name=NORTHWIND)
+        assert org.employees == 11  # synced before the rows were locked
+        crm.change(NORTHWIND, telephone1="+1 in between")
+        org.employees = 12
+        with assertNumRemoteCalls(2), pytest.raises(PreconditionFailed):
+            org.save()  # a conflict, not a lost update
+    record = crm.record(Organisation, crm.key(NORTHWIND))
+    assert (record["numberofemployees"], record["telephone1"]) == (11, "+1 in between")
+
+
+def in_threads(*calls: Callable[[], Any]) -> list[Any]:
+    """Run each call in a thread of its own (its own database connection), started together;
+    their results, or the exceptions they raised."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        try:
+            start.wait()
+            results[index] = call()
+        except Exception as error:  # reported to the test
+            results[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.fixture
+def slow_creates(cdms_simulator):
+    """Creates take a while: without a lock, both processes would read, find nothing, and
+    create."""
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": "/accounts$", "times": None, "action": "pass", "delay_ms": 400}
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method", ["get_or_create", "update_or_create"])
+def test_two_processes_asking_for_one_lookup_make_one_record(crm, slow_creates, method):
+    """The second process waits for the first's lock, then finds its record: ``get_or_create``
+    returns it as it is, ``update_or_create`` writes its own defaults over it."""
+    call = getattr(Organisation.objects, method)
+    results = in_threads(
+        *(lambda n=n: call(name="Raced Ltd", defaults={"employees": n}) for n in (1, 2))
+    )
+    assert not any(isinstance(r, Exception) for r in results), results
+    (first, created), (second, _) = sorted(results, key=lambda r: r[1], reverse=True)
+    assert created and first.pk == second.pk and first.cdms_pk == second.cdms_pk
+    [record] = crm.find("accounts", "name", "Raced Ltd")
+    winner = second if method == "update_or_create" else first  # who wrote last
+    assert record["numberofemployees"] == winner.employees
+    assert Organisation.objects.skip_cdms().filter(name="Raced Ltd").count() == 1
+    crm.assert_in_sync(Organisation, record["accountid"])
+
+
+def lock_northwind_at_once() -> list[Organisation]:
+    with transaction.atomic():
+        rows = Organisation.objects.skip_cdms().select_for_update(nowait=True)
+        return list(rows.filter(name=NORTHWIND))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_select_for_update_locks_the_local_rows(crm, synced):
+    """On PostgreSQL the rows are locked: another process cannot lock them meanwhile. SQLite
+    has no row locks (Django leaves FOR UPDATE out): its transactions take the whole
+    database's write lock when they begin (``transaction_mode`` IMMEDIATE)."""
+    with transaction.atomic():
+        Organisation.objects.select_for_update().get(name=NORTHWIND)
+        if not connection.features.has_select_for_update:
+            assert connection.vendor == "sqlite"
+            return
+        [outcome] = in_threads(lock_northwind_at_once)
+    assert isinstance(outcome, DatabaseError)
+    assert len(in_threads(lock_northwind_at_once)[0]) == 1  # free once the first committed
