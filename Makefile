@@ -5,14 +5,26 @@ STAMP := $(VENV)/.installed
 
 COMPAT := powerplatform dataverse-api dynamics-client
 
-.PHONY: demo test lint simulator benchmark benchmark-quick compat clean
+.PHONY: demo test lint simulator benchmark benchmark-quick compat lock dist clean
 
-$(STAMP): requirements.txt pyproject.toml
+# Installs the lock (every transitive dependency, pinned and hashed): exactly what CI tested.
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# requirements.txt (the direct dependencies, pinned) -> requirements.lock; run after editing it
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.txt -o requirements.lock --python-version 3.11 \
+		--generate-hashes --quiet
+
+# the library's wheel and sdist, in dist/
+DIST ?= dist
+dist: $(STAMP)
+	rm -rf $(DIST) build
+	$(BIN)/python -m build --no-isolation --outdir $(DIST) .
 
 demo: $(STAMP)
 	$(BIN)/python manage.py demo
@@ -45,4 +57,4 @@ compat: $(STAMP) $(COMPAT:%=.compat/%/.installed)
 	touch $@
 
 clean:
-	rm -rf $(VENV) .compat .pytest_cache .ruff_cache
+	rm -rf $(VENV) .compat .pytest_cache .ruff_cache dist build

@@ -13,10 +13,30 @@ from pathlib import Path
 
 from django.db import connection
 
-from . import client_read, orm, reads, report, resync, round_trips, simulator_read, writes
+from . import (
+    client_read,
+    governor,
+    orm,
+    partitions,
+    reads,
+    report,
+    resync,
+    round_trips,
+    simulator_read,
+    writes,
+)
 from .measure import FULL, QUICK, Comparison, Plan
 
-BENCHMARKS = ("simulator", "client", "reads", "writes", "round_trips", "resync")
+BENCHMARKS = (
+    "simulator",
+    "client",
+    "reads",
+    "writes",
+    "round_trips",
+    "resync",
+    "governor",
+    "partitions",
+)
 #: the resync benchmark's arguments in quick mode (its defaults: 10,000 and 50,000 records)
 RESYNC_QUICK = [
     "--sizes",
@@ -66,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan_of(options)
     started, load_before = dt.datetime.now(dt.UTC), os.getloadavg()
     figures: list[Comparison] = []
-    database, resynced, trips = None, None, None
+    database, resynced, trips, governed, split = None, None, None, None, None
 
     def show(name: str, measured: list[Comparison]) -> None:
         print(f"\n== {name}, {plan.runs} timed runs each", flush=True)
@@ -77,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         show("simulator: a paged read", simulator_read.run(plan))
     if "client" in options.only:
         show("client: CDMSClient.iter() against the plain loop", client_read.run(plan))
-    if {"reads", "writes", "round_trips", "resync"} & set(options.only):
+    if "governor" in options.only:
+        print("\n== governor: many processes, one CRM user's limits", flush=True)
+        governed = governor.main(governor.QUICK if options.quick else [])
+    if {"reads", "writes", "round_trips", "resync", "partitions"} & set(options.only):
         database = orm.database()
         on = f"{database['vendor']} {database['version']}"
         with orm.environment(plan) as env:
@@ -95,6 +118,9 @@ def main(argv: list[str] | None = None) -> None:
             if "resync" in options.only:
                 print(f"\n== resync, on {on}", flush=True)
                 resynced = resync.main(RESYNC_QUICK if options.quick else [])
+            if "partitions" in options.only:
+                print(f"\n== partitions: a full resync across Celery workers, on {on}", flush=True)
+                split = partitions.main(partitions.QUICK if options.quick else [])
     load_after = os.getloadavg()
     report.noise(figures, (load_before, load_after), sys.stdout)
 
@@ -117,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             "figures": [figure.as_json() for figure in figures],
             "round_trips": None if trips is None else round_trips.as_json(trips),
             "resync": resynced,
+            "governor": governed,
+            "partitions": split,
         },
     )
     print(f"\nfigures written to {path}")

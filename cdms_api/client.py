@@ -12,10 +12,11 @@ from urllib.parse import quote, urlencode
 
 import simplejson
 
-from . import odata
-from .auth import ClientCredentials
+from . import config, odata
+from .auth import ClientSecret, Credential, TokenCache, TokenManager, default_scope
 from .batch import Batch
 from .errors import CDMSError, MalformedResponse, NotFound, RecordWithoutKey, UnknownTable
+from .governor import Governor
 from .keys import LOOKUP_NAMES, RETURN_RECORD, entity_path, new_key
 from .metadata import (
     TABLE_SELECT,
@@ -54,17 +55,32 @@ class CDMSClient:
         client_id: str | None = None,
         client_secret: str | None = None,
         scope: str | None = None,
+        credential: Any = None,
+        token_cache: TokenCache | None = None,
+        governor: Governor | None = None,
         timeout: tuple[float, float] = (5.0, 60.0),
         retry: RetryPolicy | None = None,
         page_size: int = 5000,
         keys: Mapping[str, str] | None = None,
     ):
-        auth = None
-        if token_url:
+        """Tokens come from ``credential`` -- a token source (``ClientSecret``,
+        ``ClientCertificate``) or any object with azure-core's ``get_token(*scopes)`` -- or
+        else from ``client_id`` and ``client_secret`` at ``token_url``; ``scope`` defaults to
+        the base URL's origin + ``/.default``. ``token_cache`` shares tokens between processes,
+        ``governor`` the remote's request budget (``cdms_api.governor``)."""
+        scope = scope or default_scope(base_url)
+        if credential is not None and not (
+            hasattr(credential, "fetch") and hasattr(credential, "cache_key")
+        ):
+            credential = Credential(credential, scope)
+        elif credential is None and token_url:
             if not client_id or not client_secret:
                 raise ValueError("a token URL needs a client id and a client secret")
-            auth = ClientCredentials(token_url, client_id, client_secret, scope)
-        self.session = CDMSSession(base_url, auth, timeout=timeout, retry=retry)
+            credential = ClientSecret(token_url, client_id, client_secret, scope)
+        tokens = None if credential is None else TokenManager(credential, token_cache)
+        self.session = CDMSSession(
+            base_url, tokens, timeout=timeout, retry=retry, governor=governor
+        )
         self.page_size = page_size
         self._keys = dict(keys or {})
         self._definitions: dict[str, Table] = {}
@@ -73,25 +89,11 @@ class CDMSClient:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> CDMSClient:
-        """Build from a ``CDMS`` settings dict: ``BASE_URL``, ``AUTH`` (``TOKEN_URL``,
-        ``CLIENT_ID``, ``CLIENT_SECRET``, ``SCOPE``), optional ``TIMEOUT`` (connect, read),
-        ``RETRY`` (RetryPolicy fields), ``PAGE_SIZE``, ``KEYS`` (entity set -> key name)."""
-        auth = settings.get("AUTH") or {}
-        options: dict[str, Any] = dict(
-            token_url=auth.get("TOKEN_URL"),
-            client_id=auth.get("CLIENT_ID"),
-            client_secret=auth.get("CLIENT_SECRET"),
-            scope=auth.get("SCOPE") or None,
-        )
-        if "TIMEOUT" in settings:
-            options["timeout"] = tuple(settings["TIMEOUT"])
-        if "RETRY" in settings:
-            options["retry"] = RetryPolicy(**settings["RETRY"])
-        if "PAGE_SIZE" in settings:
-            options["page_size"] = settings["PAGE_SIZE"]
-        if "KEYS" in settings:
-            options["keys"] = settings["KEYS"]
-        options.update(overrides)
+        """Build from a ``CDMS`` settings dict: ``BASE_URL``, ``AUTH`` (``cdms_api.config``
+        says which ways to get a token it takes), optional ``TIMEOUT`` (connect, read),
+        ``RETRY`` (RetryPolicy fields), ``PAGE_SIZE``, ``KEYS`` (entity set -> key name),
+        ``TOKEN_CACHE`` and ``GOVERNOR`` (shared by processes, in Redis)."""
+        options = {**config.client_options(settings), **overrides}
         return cls(settings["BASE_URL"], **options)
 
     def __repr__(self) -> str:
@@ -228,14 +230,25 @@ class CDMSClient:
         params = None if link else _query_options(select=select)
         return self._follow(link or entity_set, params, headers, tracked=True)
 
+    def pages(
+        self,
+        entity_set: str,
+        filter: Filter = None,
+        select: Iterable[str] | None = None,
+        link: str | None = None,
+    ) -> Iterator[Page]:
+        """The matching records, page by page (one request each), in constant memory; a
+        filter must fit in one URL. ``link``: a page's ``next_link``, to resume."""
+        params = None if link else _query_options(filter=filter, select=select)
+        return self._follow(link or entity_set, params, {"Prefer": _prefer(self.page_size)}, False)
+
     def key_pages(
         self, entity_set: str, filter: Filter = None, link: str | None = None
     ) -> Iterator[Page]:
         """The keys of every matching record (``$select`` of the key alone: the cheapest full
         read, to find deleted records), page by page; each record holds the key and its
         ``@odata.etag``. ``link``: a page's ``next_link``, to resume."""
-        params = None if link else _query_options(filter=filter, select=[self.key_of(entity_set)])
-        return self._follow(link or entity_set, params, {"Prefer": _prefer(self.page_size)}, False)
+        return self.pages(entity_set, filter, [self.key_of(entity_set)], link)
 
     def modified_pages(
         self,

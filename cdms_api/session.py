@@ -20,7 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import codec
-from .auth import BearerAuth, ClientCredentials
+from .auth import BearerAuth, TokenManager
 from .errors import (
     CDMSError,
     MalformedResponse,
@@ -29,6 +29,7 @@ from .errors import (
     TransportError,
     error_for_status,
 )
+from .governor import Governor, Permit, priority
 from .net import is_loopback
 from .retry import AMBIGUOUS_STATUSES, RETRY_STATUSES, RetryPolicy
 
@@ -64,16 +65,15 @@ class CDMSSession:
     def __init__(
         self,
         base_url: str,
-        auth: ClientCredentials | None = None,
+        auth: TokenManager | None = None,
         timeout: tuple[float, float] = (5.0, 60.0),
         retry: RetryPolicy | None = None,
         pool_size: int = 10,
         sleep: Callable[[float], None] = time.sleep,
+        governor: Governor | None = None,
     ):
         self.base_url = check_base_url(base_url)
-        if auth is not None:
-            check_base_url(auth.token_url)
-        self.auth, self.timeout = auth, timeout
+        self.auth, self.timeout, self.governor = auth, timeout, governor
         self.retry = retry or RetryPolicy()
         self.listeners: list[Callable[[RequestRecord], None]] = []
         self.http = requests.Session()
@@ -91,7 +91,7 @@ class CDMSSession:
             }
         )
         self._sleep = sleep
-        self._bearer = None if auth is None else BearerAuth(auth, self.http, timeout)
+        self._bearer = None if auth is None else BearerAuth(auth, timeout)
 
     def __repr__(self) -> str:
         return f"CDMSSession(base_url={self.base_url!r}, auth={self.auth!r})"
@@ -127,6 +127,7 @@ class CDMSSession:
         started, attempt, renewed = time.monotonic(), 0, False
         while True:
             attempt += 1
+            permit = None if self.governor is None else self.governor.admit(priority())
             sent = time.perf_counter()
             try:
                 response = self.http.request(
@@ -139,11 +140,13 @@ class CDMSSession:
                     timeout=self.timeout,
                 )
             except requests.RequestException as exc:
+                self._release(permit, sent)
                 error = self._transport_error(exc, method, url)
                 self._report(method, url, params, None, sent, attempt, type(error).__name__)
                 if self._may_retry(error.ambiguous, idempotent, attempt, started, None):
                     continue
                 raise error from None
+            self._release(permit, sent)
             self._report(method, url, params, response.status_code, sent, attempt, None)
             status = response.status_code
             if status < 400:
@@ -154,11 +157,19 @@ class CDMSSession:
                 continue
             error = self._http_error(response, method, url)
             retry_after = error.retry_after if isinstance(error, Throttled) else None
+            if status == 429 and self.governor is not None:
+                self.governor.throttled(retry_after)
             if status in RETRY_STATUSES and self._may_retry(
                 status in AMBIGUOUS_STATUSES, idempotent, attempt, started, retry_after
             ):
                 continue
             raise error
+
+    @staticmethod
+    def _release(permit: Permit | None, sent: float) -> None:
+        """The governor's slot is given back as soon as the answer is in, before any wait."""
+        if permit is not None:
+            permit.release(time.perf_counter() - sent)
 
     def _may_retry(
         self,

@@ -6,4 +6,4 @@ class MigratorConfig(AppConfig):
     verbose_name = "CDMS sync-through layer"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system check)
+        from . import checks, settings_checks  # noqa: F401  (register the system checks)

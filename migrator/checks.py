@@ -48,7 +48,7 @@ def _cascades_from_local_rows(model) -> list[checks.CheckMessage]:
             f"{model.__name__} locally only, and leave their records in the CRM.",
             hint="Use on_delete=SET_NULL or PROTECT, or delete the synced rows first.",
             obj=field,
-            id="migrator.E002",
+            id="migrator.E011",
         )
         for field in model._meta.get_fields()
         if field.many_to_one

@@ -15,12 +15,18 @@ import logging
 import threading
 from types import TracebackType
 
-import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from redis.exceptions import LockError
+
+from cdms_api.extras import MissingExtra
 
 from .remote import setting
+
+try:
+    import redis
+    from redis.exceptions import LockError
+except ModuleNotFoundError as error:
+    raise MissingExtra("Resync (its lock in Redis)", "redis", "redis") from error
 
 logger = logging.getLogger("migrator.resync")
 DEFAULT_TTL_S = 60.0
@@ -39,11 +45,10 @@ def lock_url() -> str:
 
 
 class ResyncLock:
-    """``with ResyncLock("core.Organisation") as held:`` -- ``held`` is False at once when
-    another resync of that model holds it, or after ``wait_s`` seconds of waiting for it."""
+    """``with ResyncLock("core.Organisation") as held:`` -- ``held`` is False when another
+    resync of that model holds it: at once, or after waiting ``wait_s`` for it."""
 
     def __init__(self, name: str, wait_s: float = 0.0):
-        self._wait_s = wait_s
         ttl = float(setting("RESYNC_LOCK_TTL_S", DEFAULT_TTL_S))
         prefix = setting("LOCK_PREFIX", "cdms:resync:")
         if lock_url() == MEMORY:
@@ -52,13 +57,12 @@ class ResyncLock:
             self._redis = redis.Redis.from_url(lock_url())
             # not thread-local: the renewing thread needs the token too
             self._lock = self._redis.lock(prefix + name, timeout=ttl, thread_local=False)
-        self._every = ttl / 3
+        self._every, self._wait_s = ttl / 3, wait_s
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> bool:
-        waits = self._wait_s > 0
-        if not self._lock.acquire(blocking=waits, blocking_timeout=self._wait_s if waits else None):
+        if not self._lock.acquire(blocking=self._wait_s > 0, blocking_timeout=self._wait_s):
             self._close()
             return False
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="cdms-lock")
@@ -100,7 +104,9 @@ class _ProcessLock:
             self._lock = _in_process.setdefault(name, threading.Lock())
 
     def acquire(self, blocking: bool, blocking_timeout: float | None) -> bool:
-        return self._lock.acquire(blocking, -1 if blocking_timeout is None else blocking_timeout)
+        if not blocking:
+            return self._lock.acquire(False)
+        return self._lock.acquire(True, -1 if blocking_timeout is None else blocking_timeout)
 
     def reacquire(self) -> None:
         """Never expires: nothing to renew."""

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
-from .resync import Outcome, Progress, resync, synced_models
+from .resync import Outcome, Progress, resync
+from .synced import synced_models
 
 if TYPE_CHECKING:
     from .models import CDMSModel

@@ -12,6 +12,7 @@ from cdms_api.client import CDMSClient
 
 from .mapping import synced_models
 from .nplusone import DEFAULT_THRESHOLD, Detector
+from .shared import DjangoTokenCache
 
 _lock = threading.Lock()
 _client: CDMSClient | None = None
@@ -21,7 +22,7 @@ def client() -> CDMSClient:
     global _client
     with _lock:
         if _client is None:
-            _client = CDMSClient.from_settings(settings.CDMS, keys=_keys())
+            _client = CDMSClient.from_settings(settings.CDMS, keys=_keys(), **_shared())
             threshold = setting("N_PLUS_ONE_THRESHOLD", DEFAULT_THRESHOLD)
             _client.session.listeners.append(Detector(threshold))
         return _client
@@ -33,6 +34,14 @@ def _keys() -> dict[str, str]:
     for model in synced_models():
         keys.setdefault(model.cdms.entity_set, model.cdms.key)
     return keys
+
+
+def _shared() -> dict:
+    """``TOKEN_CACHE`` may name one of the project's Django caches rather than Redis."""
+    cache = settings.CDMS.get("TOKEN_CACHE")
+    if cache and "://" not in cache:
+        return {"token_cache": DjangoTokenCache(cache)}
+    return {}
 
 
 def reset(**kwargs) -> None:

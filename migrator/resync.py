@@ -16,7 +16,8 @@
   point (a worker killed, an error) goes on from the first page it had not written when the
   model is next resynced, whatever was asked then.
 - **One at a time**: a Redis lock per model (``locks``); a resync that finds it held returns
-  at once, saying so.
+  at once, saying so, and so does one that finds a partitioned full resync in progress
+  (``partitions``: a full resync split across workers).
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dateutil.parser import isoparse
-from django.apps import apps
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from cdms_api.client import Page
 from cdms_api.errors import CDMSError, ChangesExpired, ChangeTrackingNotEnabled
+from cdms_api.governor import background
 
-from . import mapping, remote
+from . import remote
 from .inbound import delete_rows, write_page
 from .locks import ResyncLock
 from .state import SyncState, forget_seen, mark_seen, unseen
+from .synced import synced_models
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -79,38 +81,6 @@ class Outcome:
         return f"{text} ({self.note})" if self.note else text
 
 
-def synced_models() -> list[type[CDMSModel]]:
-    """Every synced model, each after the models its foreign keys point at (so a resync of
-    all of them finds the related rows in place)."""
-    models = mapping.synced_models()
-    ordered: list[type[CDMSModel]] = []
-
-    def visit(model: type[CDMSModel], path: tuple = ()) -> None:
-        if model in ordered or model in path:
-            return
-        for fm in model.cdms.fields:
-            if fm.is_lookup and fm.target in models:
-                visit(fm.target, (*path, model))
-        ordered.append(model)
-
-    for model in models:
-        visit(model)
-    return ordered
-
-
-def models_named(labels: Iterable[str]) -> list[type[CDMSModel]]:
-    """The synced models named ``app_label.ModelName`` (all of them, related first, when
-    none is named); ``LookupError`` for a name that is not one."""
-    synced = synced_models()
-    named = []
-    for label in labels:
-        model = apps.get_model(label)  # LookupError for an unknown one
-        if model not in synced:
-            raise LookupError(f"{label} is not a synced model (a CDMSModel with an entity set)")
-        named.append(model)
-    return named or synced
-
-
 def resync(model: type[CDMSModel], full: bool = False, progress: Progress | None = None) -> Outcome:
     """Bring the model's table in step: go on with a run that stopped halfway, then (or
     else) a full resync if asked, or if never in step, and an incremental one otherwise.
@@ -120,7 +90,8 @@ def resync(model: type[CDMSModel], full: bool = False, progress: Progress | None
         if not held:
             logger.info("%s: a resync is running already; this one returns", label)
             return Outcome(label, ran=False, note="a resync of it is running already")
-        return resync_held(model, full, progress)
+        with background():  # web requests' reads go ahead of the resync's pages
+            return resync_held(model, full, progress)
 
 
 def resync_held(
@@ -129,7 +100,9 @@ def resync_held(
     """``resync`` for a caller that holds the model's ``ResyncLock``."""
     label = model._meta.label
     started = time.monotonic()
-    run = _Run(model, progress)
+    if partitioned := SyncState.of(model).partitioned_run():
+        return Outcome(label, ran=False, note=partitioned)  # its tasks will end it
+    run = Run(model, progress)
     try:
         run.go(full)
     except BaseException as error:
@@ -147,7 +120,7 @@ def resync_held(
     )
 
 
-class _Run:
+class Run:
     def __init__(self, model: type[CDMSModel], progress: Progress | None):
         self.model, self.label = model, model._meta.label
         self.mapping = model.cdms

@@ -77,10 +77,45 @@ class SyncState(models.Model):
         runs = [t for t in (self.last_full_at, self.last_incremental_at) if t is not None]
         return max(runs, default=None)
 
+    def partitioned_run(self) -> str | None:
+        """What a partitioned full resync in progress has left (``migrator.partitions``),
+        or None when none is."""
+        ranges = list(self.partitions.values_list("done", flat=True))
+        if not ranges:
+            return None
+        return (
+            f"a partitioned full resync is in progress ({sum(ranges)} of {len(ranges)} ranges read)"
+        )
+
     @property
     def lag(self):
         """How long since the local table was last brought in step (None: never)."""
         return None if self.last_run_at is None else timezone.now() - self.last_run_at
+
+
+class SyncPartition(models.Model):
+    """One range of a partitioned full resync (``migrator.partitions``): the records created
+    in ``[lower, upper)`` (an open end: no bound), read by a task of its own with a checkpoint
+    of its own; the counts are added to the model's ``SyncState`` when every range is done."""
+
+    state = models.ForeignKey(SyncState, on_delete=models.CASCADE, related_name="partitions")
+    number = models.PositiveIntegerField()
+    lower = models.DateTimeField(null=True, blank=True, help_text="createdon from (inclusive)")
+    upper = models.DateTimeField(null=True, blank=True, help_text="createdon up to (exclusive)")
+    checkpoint = models.TextField(blank=True, help_text="the link the read goes on from")
+    done = models.BooleanField(default=False)
+    records_done = models.PositiveBigIntegerField(default=0)
+    created = models.PositiveBigIntegerField(default=0)
+    updated = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["state", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["state", "number"], name="migrator_partition_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} partition {self.number}"
 
 
 class SeenKey(models.Model):

@@ -1,5 +1,6 @@
 """Celery tasks: resync one synced model, or every one (``core.celery`` runs the latter on a
-beat schedule).
+beat schedule), or one model's full resync split into ranges read by many workers
+(``resync_partitioned``, ``resync_partition``: see ``migrator.partitions``).
 
 Throttling (429) and transient failures (5xx, no answer) that outlast the client's own retries
 are retried through Celery, after the remote's ``Retry-After`` or a capped exponential backoff,
@@ -12,14 +13,20 @@ from __future__ import annotations
 import logging
 import random
 
-from celery import shared_task
 from django.apps import apps
 
 from cdms_api.errors import CDMSError, ServerError, Throttled, TransportError
+from cdms_api.extras import MissingExtra
 
-from . import resync
+try:
+    from celery import shared_task
+except ModuleNotFoundError as error:
+    raise MissingExtra("The Celery resync tasks (migrator.tasks)", "celery", "celery") from error
+
+from . import partitions, resync
 from .remote import setting
 from .state import SyncState
+from .synced import synced_models
 
 logger = logging.getLogger("migrator.resync")
 TRANSIENT = (Throttled, ServerError, TransportError)
@@ -35,6 +42,22 @@ def retry_delay(error: CDMSError, retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def retry_later(task, label: str, error: CDMSError):
+    """Retry ``task`` after a transient error (the run goes on from its checkpoint), noting
+    why in the model's ``SyncState``; re-raise once ``RESYNC_MAX_RETRIES`` are spent."""
+    limit = int(setting("RESYNC_MAX_RETRIES", 10))
+    if task.request.retries >= limit:
+        raise error
+    delay = retry_delay(error, task.request.retries)
+    SyncState.objects.filter(model=label).update(
+        status=SyncState.Status.RETRYING,
+        last_error=f"{type(error).__name__}: {error} (retry {task.request.retries + 1} of "
+        f"{limit} in {delay:.0f} s)",
+    )
+    logger.warning("%s: %s; retrying in %.1f s", label, error, delay)
+    return task.retry(exc=error, countdown=delay, max_retries=limit)
+
+
 @shared_task(bind=True, name="migrator.resync_model", acks_late=True, max_retries=None)
 def resync_model(self, label: str, full: bool = False) -> dict:
     """Resync the model named ``app_label.ModelName``; returns ``resync.Outcome`` as a dict
@@ -43,23 +66,45 @@ def resync_model(self, label: str, full: bool = False) -> dict:
     try:
         return resync.resync(model, full=full).as_dict()
     except TRANSIENT as error:
-        limit = int(setting("RESYNC_MAX_RETRIES", 10))
-        if self.request.retries >= limit:
-            raise
-        delay = retry_delay(error, self.request.retries)
-        SyncState.objects.filter(model=label).update(
-            status=SyncState.Status.RETRYING,
-            last_error=f"{type(error).__name__}: {error} (retry {self.request.retries + 1} of "
-            f"{limit} in {delay:.0f} s)",
-        )
-        logger.warning("%s: %s; retrying in %.1f s", label, error, delay)
-        raise self.retry(exc=error, countdown=delay, max_retries=limit) from error
+        raise retry_later(self, label, error) from error
+
+
+@shared_task(bind=True, name="migrator.resync_partitioned", acks_late=True, max_retries=None)
+def resync_partitioned(self, label: str, ranges: int) -> list[int] | dict:
+    """A full resync of the model split into ``ranges`` ranges of ``createdon``
+    (``migrator.partitions``): plan it, then queue one ``resync_partition`` task per range.
+    Returns the ranges queued (or the outcome saying why none was)."""
+    model = apps.get_model(label)
+    try:
+        numbers = partitions.plan(model, ranges)
+    except TRANSIENT as error:
+        raise retry_later(self, label, error) from error
+    if isinstance(numbers, resync.Outcome):
+        return numbers.as_dict()
+    for number in numbers:
+        resync_partition.delay(label, number)
+    if not numbers:  # every range was read before: only the merge is left
+        partitions.merge(model)
+    return numbers
+
+
+@shared_task(bind=True, name="migrator.resync_partition", acks_late=True, max_retries=None)
+def resync_partition(self, label: str, number: int) -> dict:
+    """Read one range of a partitioned full resync; the task that reads the last range ends
+    the run (``merged`` in its answer)."""
+    model = apps.get_model(label)
+    try:
+        outcome = partitions.read_range(model, number).as_dict()
+    except TRANSIENT as error:
+        raise retry_later(self, label, error) from error
+    merged = partitions.merge(model, wait_s=float(setting("RESYNC_LOCK_TTL_S", 60)))
+    return {**outcome, "merged": None if merged is None else merged.as_dict()}
 
 
 @shared_task(name="migrator.resync_all")
 def resync_all(full: bool = False) -> list[str]:
     """Queue a resync of every synced model (related models first); returns their labels."""
-    labels = [model._meta.label for model in resync.synced_models()]
+    labels = [model._meta.label for model in synced_models()]
     for label in labels:
         resync_model.delay(label, full=full)
     return labels

@@ -7,3 +7,6 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI", "").lower() == "true":
     settings.load_profile("ci")
+
+# a project of its own, run by tests/test_wheel.py from the installed wheel
+collect_ignore = ["downstream_project"]

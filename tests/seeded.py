@@ -37,6 +37,7 @@ ACCOUNT_PROPERTIES = {
     "industrycode",
     "_parentaccountid_value",
     "createdon",
+    "overriddencreatedon",
     "modifiedon",
     "versionnumber",
 }

@@ -29,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds a bearer token stays valid (default 3599)",
     )
+    limits = parser.add_argument_group(
+        "service protection limits, per user (none unless given; Dataverse's: 6000 requests "
+        "and 1200 s of execution per 300 s, 52 at once)"
+    )
+    limits.add_argument("--limit-requests", type=int, help="requests per window")
+    limits.add_argument("--limit-execution", type=float, help="seconds of execution per window")
+    limits.add_argument("--limit-concurrency", type=int, help="requests at once")
+    limits.add_argument("--limit-window", type=float, default=300, help="the window (seconds)")
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow binding a non-loopback address"
     )
@@ -37,8 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limits = dict(
+        limit=args.limit_requests,
+        window_s=args.limit_window,
+        execution_s=args.limit_execution,
+        concurrency=args.limit_concurrency,
+    )
     simulator = Simulator(
-        Schema.load(args.schema), db=args.db, seed=args.seed, token_lifetime_s=args.token_lifetime
+        Schema.load(args.schema),
+        db=args.db,
+        seed=args.seed,
+        token_lifetime_s=args.token_lifetime,
+        limits=limits,
     )
     try:
         server = SimulatorServer(simulator, args.host, args.port, allow_remote=args.allow_remote)

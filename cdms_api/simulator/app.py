@@ -12,10 +12,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Request, Response
-
 from .. import codec
+from ..extras import MissingExtra
+
+try:
+    import odata_query  # noqa: F401  (parses $filter, in .filters)
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.wrappers import Request, Response
+except ModuleNotFoundError as error:
+    raise MissingExtra("The simulator", error.name or "werkzeug", "simulator") from error
 from ..net import is_loopback
 from . import batch, bulk, definitions, functions
 from .annotations import Annotator
@@ -86,6 +91,7 @@ class Simulator:
         db: str = ":memory:",
         seed: str = "demo",
         token_lifetime_s: float | None = None,
+        limits: dict[str, Any] | None = None,
     ):
         self.schema = schema or Schema.load()
         self.store = Store(self.schema, db)
@@ -94,19 +100,23 @@ class Simulator:
         if token_lifetime_s is not None:
             self.tokens.lifetime_s = token_lifetime_s
         self.faults, self.journal, self.throttle = Faults(), Journal(), Throttle()
+        #: the throttle's settings a reset goes back to (Throttle.configure's arguments)
+        self.limits: dict[str, Any] = limits or {"limit": None}
         self.seed = seed
         self.reset()
 
     def reset(self) -> None:
-        """Back to the seed data, with no faults, no throttle and an empty journal."""
+        """Back to the seed data, with no faults, the limits it was started with and an empty
+        journal."""
         self.store.clear()
         with self.store.transaction():
             seed_system(self.schema, self.writer)
         SEEDS[self.seed](self)
         self.tokens.restore_lifetime()
+        self.tokens.certificates.clear()
         self.faults.clear()
         self.journal.clear()
-        self.throttle.configure(None)
+        self.throttle.configure(**self.limits)
 
     def load(self, entity_set_name: str, records: Iterable[dict]) -> list[str]:
         """Create records as POST would, in one transaction; returns their keys."""
@@ -170,13 +180,14 @@ class Simulator:
         if path.startswith("/__admin/"):
             return self.admin(request)
         rule = self.faults.take(request.method, path)
-        if rule and rule.delay_ms:
+        slow = rule is not None and rule.action == "pass"  # a slow remote: its time is served
+        if rule and rule.delay_ms and not slow:
             time.sleep(rule.delay_ms / 1000)
         if rule and rule.action == "drop":
             raise DropConnection
         if rule and rule.action == "respond":
             return self.fault_response(rule)
-        response = self.serve(request)
+        response = self.serve(request, rule.delay_ms / 1000 if slow else 0.0)
         if rule and rule.action == "apply_then_fail":
             if rule.status is None:
                 raise DropConnection
@@ -193,12 +204,14 @@ class Simulator:
             return response
         return json_response(rule.error_body(), rule.status, rule.headers)
 
-    def serve(self, request: Request) -> Response:
+    def serve(self, request: Request, delay_s: float = 0.0) -> Response:
+        """Answer a request; ``delay_s`` is spent serving it (it counts for the limits)."""
         if (token_path := TOKEN_PATHS.match(request.path)) and request.method == "POST":
             status, body = self.tokens.issue(
                 request.form.to_dict(),
                 request.headers.get("Authorization"),
                 v2=bool(token_path.group("v2")),
+                url=request.base_url,
             )
             return Response(codec.dumps(body), status, content_type="application/json")
         if (discovery := DISCOVERY_PATH.match(request.path)) and request.method == "GET":
@@ -222,8 +235,9 @@ class Simulator:
                 )
             )
         try:
-            self.throttle.check(client)
-            return self.dispatch(request)
+            with self.throttle.serving(client):
+                time.sleep(delay_s)
+                return self.dispatch(request)
         except DataverseError as error:
             return error_response(error)
 
@@ -409,6 +423,21 @@ class Simulator:
         )
 
     # Control API -----------------------------------------------------------------------------
+    def configure_throttle(self, body: Any) -> None:
+        """``{"limit": requests, "window_s": .., "execution_s": .., "concurrency": ..}``: at
+        least one of the three limits."""
+        if not isinstance(body, dict) or not {"limit", "execution_s", "concurrency"} & set(body):
+            raise ValueError("a throttle needs a limit, execution_s or concurrency")
+        unknown = set(body) - {"limit", "window_s", "execution_s", "concurrency"}
+        if unknown:
+            raise ValueError(f"unknown throttle fields: {sorted(unknown)}")
+        self.throttle.configure(
+            body.get("limit"),
+            float(body.get("window_s", 300)),
+            None if body.get("execution_s") is None else float(body["execution_s"]),
+            body.get("concurrency"),
+        )
+
     def admin(self, request: Request) -> Response:
         if not is_loopback(request.remote_addr):
             return json_response({"error": "the control API answers loopback clients only"}, 403)
@@ -439,10 +468,13 @@ class Simulator:
                 self.reset()
                 return empty(204)
             if action == ("POST", "throttle"):
-                self.throttle.configure(int(body["limit"]), float(body.get("window_s", 300)))
+                self.configure_throttle(body)
                 return empty(204)
             if action == ("DELETE", "throttle"):
                 self.throttle.configure(None)
+                return empty(204)
+            if action == ("POST", "certificates"):
+                self.tokens.register_certificate(body["client_id"], body["certificate"])
                 return empty(204)
             if action == ("POST", "tokens"):
                 if "lifetime_s" in (body or {}):

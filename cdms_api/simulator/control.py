@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import THROTTLED, UNEXPECTED, DataverseError
+from .errors import (
+    CONCURRENCY_LIMIT,
+    EXECUTION_TIME_LIMIT,
+    THROTTLED,
+    UNEXPECTED,
+    DataverseError,
+)
 
 ACTIONS = ("respond", "drop", "apply_then_fail", "pass")
 
@@ -133,39 +141,92 @@ class Journal:
 
 
 class Throttle:
-    """At most ``limit`` requests per ``window_s`` per client, then 429 with ``Retry-After``."""
+    """Dataverse's service protection limits, per user (the client a token was issued to),
+    across every connection: at most ``limit`` requests and ``execution_s`` seconds of
+    execution in a sliding ``window_s``, and ``concurrency`` requests at once; past any of
+    them, 429 with ``Retry-After`` and the code and message Dataverse answers (the "Service
+    protection API limits" page of the Power Apps developer docs). None: no such limit."""
 
     def __init__(self):
         self.limit: int | None = None
+        self.execution_s: float | None = None
+        self.concurrency: int | None = None
         self.window_s: float = 300
         self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self._spent: dict[str, deque[tuple[float, float]]] = defaultdict(deque)
+        self._in_flight: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
 
-    def configure(self, limit: int | None, window_s: float = 300) -> None:
-        if limit is not None and limit < 0:
-            raise ValueError("limit must not be negative")
+    def configure(
+        self,
+        limit: int | None,
+        window_s: float = 300,
+        execution_s: float | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        for name, value in (("limit", limit), ("concurrency", concurrency)):
+            if value is not None and (not _is_int(value) or value < 0):
+                raise ValueError(f"{name} must be a whole number, not negative")
+        if execution_s is not None and not execution_s > 0:
+            raise ValueError("execution_s must be positive")
         if not window_s > 0:
             raise ValueError("window_s must be positive")
         with self._lock:
             self.limit, self.window_s = limit, window_s
+            self.execution_s, self.concurrency = execution_s, concurrency
             self._seen.clear()
+            self._spent.clear()
 
-    def check(self, client: str) -> None:
-        if self.limit is None:
-            return
+    @contextlib.contextmanager
+    def serving(self, client: str) -> Iterator[None]:
+        """Admit a request of ``client`` (or raise the 429), and count it while it runs."""
         now = time.monotonic()
         with self._lock:
-            seen = self._seen[client]
-            while seen and seen[0] <= now - self.window_s:
-                seen.popleft()
-            if len(seen) >= self.limit:
-                frees_at = seen[0] + self.window_s if seen else now + self.window_s
-                retry_after = max(1, math.ceil(frees_at - now))
-                raise DataverseError(
-                    429,
-                    THROTTLED,
-                    f"Number of requests exceeded the limit of {self.limit} over time window of "
-                    f"{self.window_s:g} seconds.",
-                    {"Retry-After": str(retry_after)},
-                )
-            seen.append(now)
+            self._refuse_past_limits(client, now)
+            if self.limit is not None:
+                self._seen[client].append(now)
+            self._in_flight[client] += 1
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[client] -= 1
+                if self.execution_s is not None:
+                    self._spent[client].append((time.monotonic(), time.perf_counter() - started))
+
+    def _refuse_past_limits(self, client: str, now: float) -> None:
+        seen, spent = self._seen[client], self._spent[client]
+        while seen and seen[0] <= now - self.window_s:
+            seen.popleft()
+        while spent and spent[0][0] <= now - self.window_s:
+            spent.popleft()
+        if self.concurrency is not None and self._in_flight[client] >= self.concurrency:
+            raise _throttled(
+                CONCURRENCY_LIMIT,
+                f"Number of concurrent requests exceeded the limit of {self.concurrency}.",
+                1,
+            )
+        if self.limit is not None and len(seen) >= self.limit:
+            frees_at = seen[0] + self.window_s if seen else now + self.window_s
+            raise _throttled(
+                THROTTLED,
+                f"Number of requests exceeded the limit of {self.limit} over time window of "
+                f"{self.window_s:g} seconds.",
+                frees_at - now,
+            )
+        if self.execution_s is not None and sum(d for _, d in spent) >= self.execution_s:
+            raise _throttled(
+                EXECUTION_TIME_LIMIT,
+                "Combined execution time of incoming requests exceeded limit of "
+                f"{self.execution_s * 1000:,.0f} milliseconds over time window of "
+                f"{self.window_s:g} seconds. Decrease number of concurrent requests or reduce "
+                "the duration of requests and try again later.",
+                spent[0][0] + self.window_s - now,
+            )
+
+
+def _throttled(code: str, message: str, retry_after_s: float) -> DataverseError:
+    return DataverseError(
+        429, code, message, {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+    )

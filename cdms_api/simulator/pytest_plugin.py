@@ -15,10 +15,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from .app import Simulator
-from .schema import Schema
-from .server import SimulatorServer
-from .testing import SimulatorHandle
+from ..extras import MissingExtra
+
+try:
+    from .app import Simulator
+    from .schema import Schema
+    from .server import SimulatorServer
+    from .testing import SimulatorHandle
+except MissingExtra as error:  # the plugin loads with the library; its fixtures need the extra
+    missing: MissingExtra | None = error
+else:
+    missing = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def cdms_simulator_server(pytestconfig: pytest.Config) -> Iterator[SimulatorServer]:
+    if missing is not None:
+        raise missing
     seed = pytestconfig.getoption("--cdms-seed") or pytestconfig.getini("cdms_seed")
     schema_file = pytestconfig.getoption("--cdms-schema") or pytestconfig.getini("cdms_schema")
     schema = Schema.load(pytestconfig.rootpath / schema_file) if schema_file else None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ssl
 import threading
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
 from ..net import is_loopback
-from .app import API_PREFIX, Simulator
+from .app import API_PREFIX, Simulator  # first: it names the extra if Werkzeug is missing
+
+# isort: split
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 POLL_INTERVAL_S = 0.05  # how soon stop() is noticed
 

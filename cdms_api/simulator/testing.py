@@ -88,17 +88,24 @@ class SimulatorHandle:
     def clear_journal(self) -> None:
         self._call("DELETE", "requests")
 
-    def throttle(self, limit: int | None, window_s: float = 300) -> None:
-        if limit is None:
+    def throttle(self, limit: int | None, window_s: float = 300, **limits: float | None) -> None:
+        """Per-user limits: ``limit`` requests per ``window_s``, and ``execution_s`` seconds of
+        execution per window and ``concurrency`` requests at once (None: no such limit).
+        ``throttle(None)`` lifts them all."""
+        if limit is None and not any(v is not None for v in limits.values()):
             self._call("DELETE", "throttle")
         else:
-            self._call("POST", "throttle", {"limit": limit, "window_s": window_s})
+            self._call("POST", "throttle", {"limit": limit, "window_s": window_s, **limits})
 
     def tokens(self, lifetime_s: float | None = None, expire_all: bool = False) -> None:
         body: dict[str, Any] = {"expire_all": expire_all}
         if lifetime_s is not None:
             body["lifetime_s"] = lifetime_s
         self._call("POST", "tokens", body)
+
+    def register_certificate(self, client_id: str, pem: str) -> None:
+        """Let ``client_id`` sign in with assertions signed by this certificate's key."""
+        self._call("POST", "certificates", {"client_id": client_id, "certificate": pem})
 
     def change_tracking(self, entity_set: str, enabled: bool) -> None:
         """Turn the entity set's change tracking on or off, until the next reset."""
@@ -114,11 +121,12 @@ class SimulatorHandle:
 
 
 @contextmanager
-def simulator_process(seed: str = "none") -> Iterator[SimulatorHandle]:
-    """A simulator in a process of its own (``python -m cdms_api.simulator`` on a free port),
-    so that neither its CPU time nor its memory counts for the caller's; ended on exit."""
+def simulator_process(seed: str = "none", *options: str) -> Iterator[SimulatorHandle]:
+    """A simulator in a process of its own (``python -m cdms_api.simulator`` on a free port,
+    with more command line ``options``), so that neither its CPU time nor its memory counts for
+    the caller's; ended on exit."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cdms_api.simulator", "--port", "0", "--seed", seed],
+        [sys.executable, "-m", "cdms_api.simulator", "--port", "0", "--seed", seed, *options],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -184,6 +184,8 @@ class Writer:
         for stamp in ("createdon", "modifiedon"):
             if stamp in entity_set.properties:
                 values[stamp] = now
+        if values.get("overriddencreatedon") is not None:  # a migrated record keeps its date
+            values["createdon"] = values["overriddencreatedon"]
         self.check_keys(entity_set, key, values)
         self.store.insert(entity_set, key, values)
 

@@ -11,7 +11,7 @@ from cdms_api.errors import CDMSError
 from cdms_api.metadata import EntitySetInfo
 
 from .. import remote
-from ..resync import models_named
+from ..synced import models_named
 
 if TYPE_CHECKING:
     from ..models import CDMSModel

@@ -519,6 +519,11 @@ def test_wrong_secret_is_an_auth_error(cdms_simulator, make_client):
         client.get("accounts", ACME)
     assert "invalid_client" in str(caught.value)
     assert "wrong-secret-value" not in str(caught.value)
+    assert caught.value.__context__ is None and caught.value.__cause__ is None  # no chain
+    traceback = caught.value.__traceback__.tb_next  # past this test's own frame
+    while traceback is not None:  # no frame of the raised error held the secret
+        assert "wrong-secret-value" not in repr(traceback.tb_frame.f_locals)
+        traceback = traceback.tb_next
 
 
 def test_secrets_never_reach_logs_reprs_or_errors(cdms_simulator, client, caplog):
@@ -528,7 +533,7 @@ def test_secrets_never_reach_logs_reprs_or_errors(cdms_simulator, client, caplog
     cdms_simulator.add_faults({"path": "/accounts", "status": 503, "times": None})
     with pytest.raises(errors.ServerError) as caught:
         client.get("accounts", ACME)
-    token = client.session.auth.authorization(client.session.http, (5, 5)).split()[1]
+    token = client.session.auth.authorization((5, 5)).split()[1]
     frames = []
     traceback = caught.value.__traceback__.tb_next  # past this test's own frame
     while traceback is not None:  # what an error page or a debugger shows of the failure

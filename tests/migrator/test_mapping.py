@@ -166,7 +166,7 @@ def test_a_field_that_cannot_hold_the_remote_null_is_reported(isolated):
 
 
 def test_a_cascade_from_a_model_that_is_not_synced_is_reported(isolated):
-    """``migrator.E002``: deleting a row of a model that is not synced goes through Django's
+    """``migrator.E011``: deleting a row of a model that is not synced goes through Django's
     plain deletion, which would delete the synced rows pointing at it locally only."""
 
     class Team(models.Model):
@@ -186,7 +186,7 @@ def test_a_cascade_from_a_model_that_is_not_synced_is_reported(isolated):
     found = checks.run_checks(
         app_configs=[isolated.get_app_config("core")], tags=[checks.Tags.models]
     )
-    errors = [m for m in found if m.id == "migrator.E002"]
+    errors = [m for m in found if m.id == "migrator.E011"]
     assert [e.obj.name for e in errors] == ["team"]
     assert "deleting one of its rows would delete rows of Member locally only" in errors[0].msg
     assert "SET_NULL or PROTECT" in errors[0].hint

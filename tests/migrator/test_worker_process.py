@@ -4,22 +4,15 @@ the local table equal to the remote."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import redis
-from django.conf import settings
-from django.db import connection
 
 from core.models import Organisation
+from core.workers import worker_process
 from migrator import remote
 from migrator.state import SyncState
 from migrator.tasks import resync_model
@@ -36,52 +29,6 @@ from tests.resync_support import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RECORDS, PAGE_SIZE = 6000, 500  # with the 10 of the seed: 13 pages
-
-
-@contextmanager
-def worker_process(queue: str, log) -> Iterator[subprocess.Popen]:
-    """``celery -A core worker`` on the test database, broker, queue and CDMS settings."""
-    database = {
-        key: value
-        for key, value in connection.settings_dict.items()
-        if key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
-    }
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
-        "CDMS_TEST_DATABASE": json.dumps(database),
-        "CDMS_TEST_CDMS": json.dumps(settings.CDMS),
-        "CDMS_TEST_REDIS_URL": TEST_REDIS_URL,
-        "CDMS_TEST_QUEUE": queue,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "core",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            queue,
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel=INFO",
-            "-n",
-            f"{uuid.uuid4().hex[:8]}@%h",
-        ],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=30)
 
 
 def wait_for(condition, timeout: float = 120, what: str = "") -> None:
@@ -104,7 +51,7 @@ def test_a_worker_killed_halfway_through_a_full_resync(cdms_simulator, settings,
     state = SyncState.objects.filter(model="core.Organisation")
     log = (tmp_path / "workers.log").open("w")
 
-    with worker_process(queue, log) as first:
+    with worker_process(queue, log, TEST_REDIS_URL, settings.CDMS) as first:
         resync_model.apply_async(("core.Organisation",), {"full": True}, queue=queue)
         wait_for(lambda: state.filter(records_done__gte=RECORDS // 2).exists(), what="half")
         first.kill()  # SIGKILL: no cleanup of any kind
@@ -117,7 +64,7 @@ def test_a_worker_killed_halfway_through_a_full_resync(cdms_simulator, settings,
         what="the dead worker's lock to expire",
     )
 
-    with worker_process(queue, log):
+    with worker_process(queue, log, TEST_REDIS_URL, settings.CDMS):
         again = resync_model.apply_async(("core.Organisation",), queue=queue)  # as beat would
         outcome = again.get(timeout=120)
 

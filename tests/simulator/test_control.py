@@ -3,6 +3,7 @@ loopback-only access."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -448,10 +449,66 @@ def test_a_throttle_of_zero_refuses_every_request(api, cdms_simulator):
     assert int(response.headers["Retry-After"]) >= 1
 
 
+def test_requests_past_the_concurrency_limit_are_429(api, cdms_simulator):
+    cdms_simulator.throttle(None, concurrency=1)
+    cdms_simulator.add_faults({"path": "/accounts$", "action": "pass", "delay_ms": 300})
+    slow = threading.Thread(target=api.get, args=(api.base + "accounts",))
+    slow.start()
+    time.sleep(0.1)
+    refused = cdms_simulator.session().get(api.base + "accounts")
+    slow.join()
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"] == {
+        "code": "0x80072326",
+        "message": "Number of concurrent requests exceeded the limit of 1.",
+    }
+    assert api.get(api.base + "accounts").status_code == 200  # one at a time is fine
+
+
+def test_execution_time_past_the_limit_is_429_until_it_leaves_the_window(api, cdms_simulator):
+    cdms_simulator.throttle(None, window_s=1, execution_s=0.2)
+    cdms_simulator.add_faults({"path": "/accounts$", "action": "pass", "delay_ms": 250})
+    assert api.get(api.base + "accounts").status_code == 200
+    refused = api.get(api.base + "accounts")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "0x80072321"
+    assert refused.json()["error"]["message"].startswith(
+        "Combined execution time of incoming requests exceeded limit of 200 milliseconds over "
+        "time window of 1 seconds."
+    )
+    time.sleep(1.0)
+    assert api.get(api.base + "accounts").status_code == 200
+
+
+def test_the_limits_are_per_user_across_connections(api, cdms_simulator):
+    cdms_simulator.throttle(2, window_s=60)
+    assert cdms_simulator.session().get(api.base + "accounts").status_code == 200
+    assert cdms_simulator.session().get(api.base + "accounts").status_code == 200
+    assert api.get(api.base + "accounts").status_code == 429  # same client, another connection
+
+
 @pytest.mark.parametrize(
     "body",
-    [None, {"window_s": 5}, {"limit": -1}, {"limit": 5, "window_s": 0}, {"limit": "many"}],
-    ids=["no-body", "no-limit", "negative-limit", "empty-window", "not-a-number"],
+    [
+        None,
+        {"window_s": 5},
+        {"limit": -1},
+        {"limit": 5, "window_s": 0},
+        {"limit": "many"},
+        {"concurrency": 1.5},
+        {"execution_s": 0},
+        {"limit": 5, "burst": 2},
+    ],
+    ids=[
+        "no-body",
+        "no-limit",
+        "negative-limit",
+        "empty-window",
+        "not-a-number",
+        "fractional-concurrency",
+        "no-execution-time",
+        "unknown-field",
+    ],
 )
 def test_an_invalid_throttle_is_400(api, cdms_simulator, body):
     response = admin(cdms_simulator, "POST", "throttle", json=body)

@@ -716,6 +716,7 @@ def test_metadata_is_csdl(api):
         "industrycode": "Edm.Int32",
         "_parentaccountid_value": "Edm.Guid",
         "createdon": "Edm.DateTimeOffset",
+        "overriddencreatedon": "Edm.DateTimeOffset",
         "modifiedon": "Edm.DateTimeOffset",
         "versionnumber": "Edm.Int64",
     }

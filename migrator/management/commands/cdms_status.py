@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from migrator.resync import synced_models
 from migrator.state import SyncState
+from migrator.synced import synced_models
 
 COLUMNS = ("model", "mode", "status", "run", "last full", "last incremental", "lag", "counts")
 

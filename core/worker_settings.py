@@ -1,5 +1,6 @@
-"""Settings of a Celery worker process a test starts: the project's, with the test run's
-database, its Redis and queue, and its ``CDMS`` settings, all passed in the environment."""
+"""Settings of a Celery worker process a test or a benchmark starts (``core.workers``): the
+project's, with the caller's database, Redis, queue and ``CDMS`` settings, all passed in the
+environment."""
 
 import json
 import os

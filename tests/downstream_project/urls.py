@@ -1,0 +1,3 @@
+from django.urls import include, path
+
+urlpatterns = [path("health/cdms/", include("migrator.urls"))]
