@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -103,11 +104,17 @@ class Simulator:
         #: the throttle's settings a reset goes back to (Throttle.configure's arguments)
         self.limits: dict[str, Any] = limits or {"limit": None}
         self.seed = seed
+        #: requests being served (the control API's aside), which a reset waits for
+        self._serving, self._served = 0, threading.Condition()
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, settle_s: float = 10.0) -> None:
         """Back to the seed data, with no faults, the limits it was started with and an empty
-        journal."""
+        journal. Requests still being served (say, delayed ones whose client gave up) are let
+        finish first, up to ``settle_s``, so none lands in the journal or the rows of the next
+        test."""
+        with self._served:
+            self._served.wait_for(lambda: self._serving == 0, timeout=settle_s)
         self.store.clear()
         with self.store.transaction():
             seed_system(self.schema, self.writer)
@@ -146,6 +153,18 @@ class Simulator:
     # WSGI --------------------------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
+        if request.path.startswith("/__admin/"):
+            return self.answer(request, environ, start_response)
+        with self._served:
+            self._serving += 1
+        try:
+            return self.answer(request, environ, start_response)
+        finally:
+            with self._served:
+                self._serving -= 1
+                self._served.notify_all()
+
+    def answer(self, request: Request, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         try:
             response = self.handle(request)

@@ -279,6 +279,16 @@ def test_a_request_timeout_shorter_than_the_delay_times_out(api, cdms_simulator)
         api.get(api.base + "accounts", timeout=0.1)
 
 
+def test_a_reset_lets_a_request_its_client_gave_up_on_finish_first(api, cdms_simulator):
+    cdms_simulator.add_faults({"path": "/accounts$", "status": 500, "delay_ms": 1000})
+    gave_up = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        api.get(api.base + "accounts", timeout=0.1)
+    cdms_simulator.reset()
+    time.sleep(max(0.0, gave_up + 1.2 - time.monotonic()))  # past the delay, answered or not
+    assert cdms_simulator.journal() == []
+
+
 # journal ----------------------------------------------------------------------------------------
 def test_the_journal_records_each_request(api, cdms_simulator):
     cdms_simulator.clear_journal()
