@@ -37,8 +37,16 @@ admin: $(STAMP)
 	$(BIN)/python -m cdms_api.simulator --seed demo & trap 'kill $$!' EXIT; \
 		$(BIN)/python manage.py runserver
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium, for the admin's tests in a headless browser (tests/e2e): installed when
+# missing and root; otherwise those tests skip, or fail under CI.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@test -x $(CHROMIUM) || echo "$(CHROMIUM) is missing: the browser tests cannot run"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

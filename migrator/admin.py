@@ -84,6 +84,8 @@ class CDMSModelAdmin(admin.ModelAdmin):
     actions = ["refresh_from_crm", "delete_selected"]
     #: the number of all rows next to a filtered count costs a read of every record
     show_full_result_count = False
+    #: each filter's counts would cost a read of their own
+    show_facets = admin.ShowFacets.NEVER
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[CDMSChangeList]:
         return CDMSChangeList
