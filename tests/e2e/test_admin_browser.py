@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from core.models import Organisation
@@ -85,3 +86,12 @@ def test_delete_two_organisations(steps, admin_user_password, crm):
             "Successfully deleted 2 organisations"
         )
     assert [crm.record(Organisation, key) for key in doomed] == [None, None]
+
+
+def test_a_failed_step_saves_the_page(steps):
+    with pytest.raises(AssertionError), steps.step("broken"):
+        steps.go("/admin/login/")
+        raise AssertionError("the step failed")
+    assert "Django administration" in (steps.folder / "01-broken.html").read_text()
+    assert (steps.folder / "01-broken-failed.png").stat().st_size > 0
+    assert not (steps.folder / "01-broken.png").exists()
