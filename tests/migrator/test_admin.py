@@ -110,6 +110,13 @@ def test_ordering_is_a_remote_orderby(staff):
     assert employees == sorted(employees, reverse=True)
 
 
+def test_the_contacts_changelist_is_one_read(staff, synced):
+    with assertNumRemoteCalls(1) as calls:
+        page = staff.get(reverse("admin:core_contact_changelist"), {"organisation__isempty": "0"})
+    assert calls.calls[0].params["$expand"].startswith("parentcustomerid_account(")
+    assert {str(c.organisation) for c in page.context["cl"].result_list} >= {ACME}
+
+
 def test_a_changes_backed_changelist_is_one_request(cdms_simulator, settings, subsidiaries):
     require_redis()
     settings.CDMS = resync_settings(cdms_simulator, READS="changes")
@@ -205,6 +212,25 @@ def test_an_outage_keeps_the_input(staff, crm, cdms_simulator, northwind):
     assert "The CRM is unavailable; nothing was saved" in error
     cdms_simulator.clear_faults()
     assert crm.record(Organisation, str(northwind.cdms_pk))["numberofemployees"] != 99
+
+
+def test_a_refused_add_keeps_the_input(staff, crm, cdms_simulator):
+    page = staff.get(reverse("admin:core_organisation_add"))
+    cdms_simulator.add_faults(
+        {
+            "method": "POST",
+            "path": "/accounts",
+            "status": 400,
+            "body": {"error": {"code": "0x80040265", "message": "Names must be unique"}},
+        }
+    )
+    answer = staff.post(reverse("admin:core_organisation_add"), form_data(page, name="Newco"))
+    assert answer.status_code == 200
+    form = answer.context["adminform"].form
+    assert form["name"].value() == "Newco"
+    assert "The CRM refused the change: Names must be unique" in form.non_field_errors()[0]
+    assert not Organisation.objects.skip_cdms().filter(name="Newco").exists()
+    assert crm.find("accounts", "name", "Newco") == []
 
 
 def test_adding_an_organisation_creates_the_record(staff, crm):
