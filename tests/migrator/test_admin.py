@@ -110,6 +110,25 @@ def test_ordering_is_a_remote_orderby(staff):
     assert employees == sorted(employees, reverse=True)
 
 
+def test_an_outage_shows_the_local_copy_under_a_warning(staff, synced, cdms_simulator):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "status": 503, "times": None})
+    page = staff.get(reverse(CHANGELIST))
+    cdms_simulator.clear_faults()
+    assert page.status_code == 200
+    assert {o.name for o in page.context["cl"].result_list} == ALL
+    [warning] = messages_of(page)
+    assert warning.startswith("The CRM was not read, so this list is the local copy")
+
+
+def test_more_records_than_a_read_brings_show_the_local_copy(staff, subsidiaries, settings):
+    settings.CDMS = {**settings.CDMS, "MAX_SYNC_ROWS": 50}
+    remote.reset()
+    page = staff.get(reverse(CHANGELIST))
+    assert page.status_code == 200
+    [warning] = messages_of(page)
+    assert "More than 50 accounts records match" in warning
+
+
 def test_the_contacts_changelist_is_one_read(staff, synced):
     with assertNumRemoteCalls(1) as calls:
         page = staff.get(reverse("admin:core_contact_changelist"), {"organisation__isempty": "0"})
