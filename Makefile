@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 COMPAT := powerplatform dataverse-api dynamics-client
 
-.PHONY: demo test lint simulator benchmark benchmark-quick compat lock dist clean
+.PHONY: demo admin browser test lint simulator benchmark benchmark-quick compat lock dist clean
 
 # Installs the lock (every transitive dependency, pinned and hashed): exactly what CI tested.
 $(STAMP): requirements.lock pyproject.toml
@@ -29,8 +29,24 @@ dist: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python manage.py demo
 
-test: $(STAMP)
+# The admin on the demo data: the CRM simulator (demo seed) in the background, the superuser
+# admin (password admin), runserver on http://127.0.0.1:8000/; Ctrl-C stops both.
+admin: $(STAMP)
+	$(BIN)/python manage.py migrate --verbosity 0
+	$(BIN)/python manage.py demo_superuser
+	$(BIN)/python -m cdms_api.simulator --seed demo & trap 'kill $$!' EXIT; \
+		$(BIN)/python manage.py runserver
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium, for the admin's tests in a headless browser (tests/e2e): installed when
+# missing and root; otherwise those tests skip, or fail under CI.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@test -x $(CHROMIUM) || echo "$(CHROMIUM) is missing: the browser tests cannot run"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

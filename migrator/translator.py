@@ -244,6 +244,8 @@ class Translator(RelationConditions):
             if fm is None:
                 complete = False
                 continue
+            if any(o.split()[0] == fm.remote for o in orderby):
+                continue  # ordered by it already (the admin repeats its ordering)
             orderby.append(f"{fm.remote} desc" if name.startswith("-") else fm.remote)
             if (
                 fm.is_lookup

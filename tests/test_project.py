@@ -71,6 +71,26 @@ def test_demo_command_runs_end_to_end():
     assert "-> 412 PRECONDITION FAILED: 0x80060882" in text
     assert "'Batch One' exists afterwards: False" in text
     assert "deleted" in text and "changed Contoso Consulting" in text
+    # and how to go on
+    assert "`make admin`" in text and "http://127.0.0.1:8000/" in text
+
+
+@pytest.mark.django_db
+def test_the_root_url_opens_the_admin(client):
+    assert client.get("/").url == "/admin/"
+    assert client.get("/", follow=True).redirect_chain[-1][0].startswith("/admin/login/")
+
+
+@pytest.mark.django_db
+def test_demo_superuser_is_made_once(client):
+    out = StringIO()
+    call_command("demo_superuser", stdout=out)
+    call_command("demo_superuser", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "superuser admin created, password admin",
+        "superuser admin exists",
+    ]
+    assert client.login(username="admin", password="admin")
 
 
 def test_manage_py_cdms_simulator_serves_and_prints_its_url():

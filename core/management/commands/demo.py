@@ -39,3 +39,7 @@ class Command(BaseCommand):
                 ResyncDemo(simulator, self.stdout.write).run()
                 simulator.reset()
                 WireDemo(simulator, self.stdout.write).run()
+        self.stdout.write(
+            "\nThe admin on the demo data: `make admin` (the simulator, a superuser admin with "
+            "password admin, runserver), then open http://127.0.0.1:8000/ and log in.\n"
+        )
