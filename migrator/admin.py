@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from cdms_api.errors import CDMSError, PreconditionFailed, ServerError, Throttled, TransportError
+from cdms_api.extras import MissingExtra
 
 from .changelist import CDMSChangeList
 from .local import local_only
@@ -212,20 +213,44 @@ class CDMSModelAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
-        from . import tasks  # Celery is an optional extra: needed only when a resync is asked
-
         opts = self.opts
-        tasks.resync_model.delay(opts.label)
-        self.message_user(
-            request,
-            format_html(
-                'A resync of the {} is queued: its progress is under <a href="{}">sync states</a>.',
-                opts.verbose_name_plural,
-                reverse("admin:migrator_syncstate_changelist"),
-            ),
-        )
+        try:
+            queue_resync(opts.label)
+        except ResyncNotQueued as error:
+            self.message_user(request, str(error), messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                format_html(
+                    'A resync of the {} is queued: its progress is under <a href="{}">sync '
+                    "states</a>.",
+                    opts.verbose_name_plural,
+                    reverse("admin:migrator_syncstate_changelist"),
+                ),
+            )
         changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
         return HttpResponseRedirect(changelist)
+
+
+class ResyncNotQueued(Exception):
+    """A resync the admin could not hand to Celery, with the reason in the user's words."""
+
+
+def queue_resync(label: str) -> None:
+    """Hand ``label``'s resync to the Celery worker, or raise ``ResyncNotQueued`` saying why:
+    Celery is an optional extra, and the broker may be down."""
+    try:
+        from . import tasks
+    except MissingExtra as error:
+        raise ResyncNotQueued(f"No resync was queued: {error}") from None
+    from kombu.exceptions import OperationalError
+
+    try:
+        tasks.resync_model.delay(label)
+    except OperationalError as error:
+        raise ResyncNotQueued(
+            f"No resync was queued: the Celery broker cannot be reached ({error})."
+        ) from None
 
 
 @admin.register(SyncState)

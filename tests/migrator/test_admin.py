@@ -5,6 +5,8 @@ of ``SyncState``."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
@@ -331,3 +333,26 @@ def test_the_resync_button_queues_a_resync(staff, cdms_simulator, settings):
     states = staff.get(reverse("admin:migrator_syncstate_changelist"))
     assert b"core.Organisation" in states.content
     assert b"0:00:0" in states.content  # the lag: the run just ended
+
+
+def test_the_resync_button_says_when_the_broker_cannot_be_reached(staff, cdms_simulator, settings):
+    settings.CDMS = resync_settings(cdms_simulator)
+    with broker_at("redis://127.0.0.1:1/0"):  # nothing listens on port 1
+        done = staff.post(reverse("admin:core_organisation_resync"), follow=True)
+    assert done.status_code == 200
+    assert any("the Celery broker cannot be reached" in m for m in messages_of(done))
+
+
+@contextlib.contextmanager
+def broker_at(url: str):
+    """The example project's Celery app publishing to ``url``, its connection pools made anew."""
+    original = celery_app.conf.broker_url
+    celery_app.conf.broker_url = url
+    celery_app.pool.force_close_all()
+    celery_app._pool = celery_app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        celery_app.conf.broker_url = original
+        celery_app.pool.force_close_all()
+        celery_app._pool = celery_app.amqp._producer_pool = None
