@@ -24,12 +24,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import redis
-
 from cdms_api.errors import CDMSError
 
 from . import remote
-from .locks import MEMORY, ResyncLock, lock_url
+from .locks import MEMORY, ResyncLock, lock_url, redis_client
 from .mapping import Mapping
 from .resync import resync_held
 from .state import SyncState
@@ -93,9 +91,7 @@ def _key(label: str) -> str:
     return f"{remote.setting('LOCK_PREFIX', 'cdms:resync:')}checked:{label}"
 
 
-@functools.lru_cache(maxsize=8)
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+_redis = functools.lru_cache(maxsize=8)(redis_client)
 
 
 def _last_check(label: str) -> float:

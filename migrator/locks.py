@@ -25,8 +25,9 @@ from .remote import setting
 try:
     import redis
     from redis.exceptions import LockError
-except ModuleNotFoundError as error:
-    raise MissingExtra("Resync (its lock in Redis)", "redis", "redis") from error
+except ModuleNotFoundError:  # the [redis] extra: needed once a Redis URL is used, not for memory://
+    redis = None
+    LockError = RuntimeError
 
 logger = logging.getLogger("migrator.resync")
 DEFAULT_TTL_S = 60.0
@@ -44,6 +45,13 @@ def lock_url() -> str:
     return url
 
 
+def redis_client(url: str) -> redis.Redis:
+    """A client of the Redis at ``url``, or ``MissingExtra`` when the package is not installed."""
+    if redis is None:
+        raise MissingExtra("Locks and shared checks in Redis", "redis", "redis")
+    return redis.Redis.from_url(url)
+
+
 class ResyncLock:
     """``with ResyncLock("core.Organisation") as held:`` -- ``held`` is False when another
     resync of that model holds it: at once, or after waiting ``wait_s`` for it."""
@@ -54,7 +62,7 @@ class ResyncLock:
         if lock_url() == MEMORY:
             self._redis, self._lock = None, _ProcessLock(prefix + name)
         else:
-            self._redis = redis.Redis.from_url(lock_url())
+            self._redis = redis_client(lock_url())
             # not thread-local: the renewing thread needs the token too
             self._lock = self._redis.lock(prefix + name, timeout=ttl, thread_local=False)
         self._every, self._wait_s = ttl / 3, wait_s
