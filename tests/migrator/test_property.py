@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from cdms_api.errors import CDMSNotSupported
 from core.models import Organisation
 
+# Many examples of many requests each: minutes on a busy machine, past the suite's 120 s a test.
+pytestmark = pytest.mark.timeout(900)
+
 # Data --------------------------------------------------------------------------------------------
 
 # mixed case, accents, the LIKE wildcards % _ [ ], a quote and a space; a small alphabet so

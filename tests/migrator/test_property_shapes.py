@@ -42,6 +42,9 @@ from tests.migrator.test_property import (
 )
 from tests.secondapp.models import Company, Person
 
+# Many examples of many requests each: minutes on a busy machine, past the suite's 120 s a test.
+pytestmark = pytest.mark.timeout(900)
+
 CONTACT_KEYS = [uuid.UUID(int=0xC0C0_0000_0000_4000_8000_0000_0000_0000 + n) for n in range(8)]
 
 
