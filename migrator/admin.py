@@ -143,12 +143,20 @@ class CDMSModelAdmin(admin.ModelAdmin):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except CDMSError as error:
-            if request.method != "POST" or hasattr(request, _REJECTED):
+            if hasattr(request, _REJECTED):
                 raise
-            # Django's transaction rolled the local write back. The form is shown again
-            # with the user's input and the CRM's message, from the local tables as they
-            # were (the CRM may be unreachable).
-            setattr(request, _REJECTED, error)
+            if request.method == "POST":
+                # Django's transaction rolled the local write back. The form is shown again
+                # with the user's input and the CRM's message, from the local tables as they
+                # were (the CRM may be unreachable).
+                setattr(request, _REJECTED, error)
+            else:
+                self.message_user(
+                    request,
+                    f"The CRM was not read, so this page shows the local copy as last synced: "
+                    f"{error.message}",
+                    messages.WARNING,
+                )
             with local_only():
                 return super().changeform_view(request, object_id, form_url, extra_context)
 

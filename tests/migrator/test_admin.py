@@ -235,6 +235,16 @@ def test_an_outage_keeps_the_input(staff, crm, cdms_simulator, northwind):
     assert crm.record(Organisation, str(northwind.cdms_pk))["numberofemployees"] != 99
 
 
+def test_an_outage_opens_the_change_page_on_the_local_copy(staff, cdms_simulator, northwind):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "status": 503, "times": None})
+    page = staff.get(change_url(northwind))
+    cdms_simulator.clear_faults()
+    assert page.status_code == 200
+    assert page.context["original"].name == northwind.name
+    [warning] = messages_of(page)
+    assert warning.startswith("The CRM was not read, so this page shows the local copy")
+
+
 def test_a_refused_add_keeps_the_input(staff, crm, cdms_simulator):
     page = staff.get(reverse("admin:core_organisation_add"))
     cdms_simulator.add_faults(
