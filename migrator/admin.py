@@ -21,6 +21,8 @@ class SyncStateAdmin(admin.ModelAdmin):
         "created",
         "updated",
         "deleted",
+        "verified_at",
+        "drift",
         "last_error",
     ]
     list_filter = ["mode", "status"]
@@ -46,6 +48,7 @@ class SyncStateAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        ("The last verify (cdms_verify)", {"fields": ["verified_at", "drift", "verify_report"]}),
     ]
 
     def get_readonly_fields(self, request, obj=None):

@@ -7,11 +7,25 @@ from django.core.management.base import BaseCommand
 from migrator.state import SyncState
 from migrator.synced import synced_models
 
-COLUMNS = ("model", "mode", "status", "run", "last full", "last incremental", "lag", "counts")
+COLUMNS = (
+    "model",
+    "mode",
+    "status",
+    "run",
+    "last full",
+    "last incremental",
+    "lag",
+    "counts",
+    "verified",
+    "drift",
+)
 
 
 class Command(BaseCommand):
-    help = "Show each synced model's resync state: mode, last runs, lag, counts, last error."
+    help = (
+        "Show each synced model's resync state (mode, last runs, lag, counts, last error) and "
+        "what the last cdms_verify found."
+    )
 
     def handle(self, *args, **options) -> None:
         states = {state.model: state for state in SyncState.objects.all()}
@@ -20,7 +34,7 @@ class Command(BaseCommand):
             label = model._meta.label
             state = states.get(label)
             if state is None:
-                rows.append((label, "-", "never synced", "", "", "", "", ""))
+                rows.append((label, "-", "never synced", *[""] * (len(COLUMNS) - 3)))
                 continue
             rows.append(_row(state))
             if state.last_error:
@@ -50,6 +64,8 @@ def _row(state: SyncState) -> tuple:
         _when(state.last_incremental_at),
         _age(state.lag),
         counts,
+        _when(state.verified_at),
+        "" if state.drift is None else state.drift,
     )
 
 
