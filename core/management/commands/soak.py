@@ -31,7 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = connection.settings_dict["NAME"]
-        connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         try:
             with simulator_process("none") as simulator:
                 result = run(
