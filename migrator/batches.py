@@ -320,7 +320,7 @@ def _decide(write: RemoteWrite, record: dict[str, Any] | None) -> str:
             return _done(write, None)
         if write.etag is None or record.get("@odata.etag") == write.etag:
             return AGAIN
-        return _conflict(write)
+        return _conflict(write, record)
     if write.kind is Kind.CREATE:
         if record is None:
             return AGAIN
@@ -337,12 +337,14 @@ def _decide(write: RemoteWrite, record: dict[str, Any] | None) -> str:
         return _done(write, record)
     if write.etag is None or record.get("@odata.etag") == write.etag:
         return AGAIN
-    return _conflict(write)
+    return _conflict(write, record)
 
 
-def _conflict(write: RemoteWrite) -> str:
+def _conflict(write: RemoteWrite, record: dict[str, Any]) -> str:
+    """The write failed on a record changed meanwhile: both versions go on the error."""
     if not isinstance(write.error, PreconditionFailed):
         write.error = PreconditionFailed(
             f"{write.entity_set}({write.key}) changed remotely since it was read", status=412
         )
+    write.error.sent, write.error.current = write.body, record
     return FAILED

@@ -1,6 +1,6 @@
 """``manage.py soak``: the fault soak on a database of its own (created and dropped as the
-tests' is) against a simulator in a process of its own; prints the table, writes the JSON and
-exits non-zero when a check fails."""
+tests' are: ``soak_<name>``, or ``soak-db.sqlite3``), against a simulator in a process of its
+own; prints the table, writes the JSON and exits non-zero when a check fails."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
@@ -31,6 +32,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = connection.settings_dict["NAME"]
+        # a database of its own, apart from the tests' (which may run meanwhile)
+        sqlite = connection.vendor == "sqlite"
+        own = str(settings.BASE_DIR / "soak-db.sqlite3") if sqlite else f"soak_{name}"
+        connection.settings_dict["TEST"] = {**connection.settings_dict["TEST"], "NAME": own}
         connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         try:
             with simulator_process("none") as simulator:
