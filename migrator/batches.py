@@ -196,19 +196,7 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
             w.error = error
         if not error.ambiguous:
             return []
-        found = _read_back(writes)
-        if found is None:
-            return []  # the remote cannot be read either: the errors stand
-        verdicts = [_decide(w, found.get((w.model, w.key))) for w in writes]
-        if all(v == DONE for v in verdicts):
-            return []
-        if all(v == AGAIN for v in verdicts):
-            return [] if last else writes
-        unclear = CDMSError("the changeset was found partly applied: someone else wrote too")
-        unclear.ambiguous = True
-        for w in writes:
-            w.done, w.error = False, unclear
-        return []
+        return _found_out(writes, last)
     if all(operation.ok for operation in operations):
         unknown = [w for w, op in zip(writes, operations, strict=True) if _judge(w, op) == UNKNOWN]
         _settle(unknown)
@@ -224,9 +212,37 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
     others = [w for w in writes if w is not culprit]
     for w in others:
         w.error = NotApplied(culprit)
-    if last or verdict == FAILED:
+    if verdict == FAILED:
         return []
+    if last:
+        # Refused for a reason an earlier attempt of this changeset may have caused (its
+        # records exist, or changed): an attempt applied with its answer lost, then sent again
+        # by the session (a 503) or by an earlier round. What the records hold decides.
+        return _found_out(writes, last)
     return others if verdict == DONE else writes
+
+
+def _found_out(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
+    """A changeset whose outcome is not known: read its records back. All applied: done;
+    none: sent again (or, out of rounds, the errors stand); some: an ambiguous error, since
+    someone else wrote too. When the records cannot be read, the errors stand, ambiguous."""
+    found = _read_back(writes)
+    verdicts = [] if found is None else [_decide(w, found.get((w.model, w.key))) for w in writes]
+    if verdicts and all(v == DONE for v in verdicts):
+        return []
+    if verdicts and all(v == AGAIN for v in verdicts):
+        return [] if last else writes
+    if found is None and all(w.error is not None and w.error.ambiguous for w in writes):
+        return []
+    unclear = CDMSError(
+        "the changeset could not be read back after it failed"
+        if found is None
+        else "the changeset was found partly applied: someone else wrote too"
+    )
+    unclear.ambiguous = True
+    for w in writes:
+        w.done, w.error = False, unclear
+    return []
 
 
 class NotApplied(CDMSError):
