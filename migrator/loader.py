@@ -12,6 +12,7 @@ import logging
 import uuid
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dateutil.parser import isoparse
@@ -23,6 +24,7 @@ from cdms_api.errors import MalformedResponse
 
 from . import local, remote
 from .mapping import FieldMap, Mapping
+from .metrics import count_loaded
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -115,6 +117,7 @@ def _write(
             )
             local.rows(model).bulk_update(changed, fields, batch_size=500)
             _link_within(model, records, [*new, *changed])
+        transaction.on_commit(partial(count_loaded, model, len(new), len(changed)))
     return written
 
 
