@@ -83,6 +83,8 @@ class CDMSSession:
         self.auth, self.timeout, self.governor = auth, timeout, governor
         self.retry = retry or RetryPolicy()
         self.listeners: list[Callable[[RequestRecord], None]] = []
+        #: told of each wait before a retry: its seconds, and whether a 429 asked for it
+        self.wait_listeners: list[Callable[[float, bool], None]] = []
         self.http = requests.Session()
         self.http.verify = True
         self.http.trust_env = False
@@ -182,7 +184,12 @@ class CDMSSession:
             if status == 429 and self.governor is not None:
                 self.governor.throttled(retry_after)
             if status in RETRY_STATUSES and self._may_retry(
-                status in AMBIGUOUS_STATUSES, idempotent, attempt, started, retry_after
+                status in AMBIGUOUS_STATUSES,
+                idempotent,
+                attempt,
+                started,
+                retry_after,
+                throttled=status == 429,
             ):
                 continue
             raise error
@@ -200,6 +207,7 @@ class CDMSSession:
         attempt: int,
         started: float,
         retry_after: float | None,
+        throttled: bool = False,
     ) -> bool:
         if (ambiguous and not idempotent) or attempt >= self.retry.attempts:
             return False
@@ -207,6 +215,8 @@ class CDMSSession:
         if time.monotonic() - started + delay > self.retry.budget_s:
             return False
         logger.warning("retrying in %.2f s (attempt %d failed)", delay, attempt)
+        for listener in list(self.wait_listeners):
+            listener(delay, throttled)
         self._sleep(delay)
         return True
 

@@ -8,8 +8,9 @@ Counted in each process as it happens (the project's client reports every attemp
   ``RemoteTimeout``);
 - ``cdms_remote_request_seconds{entity_set, method}``: their latency;
 - ``cdms_remote_retries_total{entity_set, method}``: attempts that were a retry;
-- ``cdms_remote_throttled_total{entity_set}``: 429 answers (each followed by a wait of the
-  remote's ``Retry-After``);
+- ``cdms_remote_throttled_total{entity_set}``: 429 answers;
+- ``cdms_remote_retry_wait_seconds_total{reason}``: time spent waiting before retries,
+  ``throttled`` (a 429's ``Retry-After``, or backoff) or ``transient`` (5xx, no answer);
 - ``cdms_records_synced_total{model, change}``: rows the loader created or updated from
   remote records (synced reads, resync, the change feed, the answers to writes), and rows
   deleted by resync and the change feed.
@@ -58,6 +59,7 @@ if prom is not None:
         "cdms_remote_retries", "Remote attempts that were retries", ["entity_set", "method"]
     )
     THROTTLED = prom.Counter("cdms_remote_throttled", "429 answers", ["entity_set"])
+    WAITS = prom.Counter("cdms_remote_retry_wait_seconds", "Time waited before retries", ["reason"])
     SYNCED = prom.Counter(
         "cdms_records_synced", "Rows written by inbound pages", ["model", "change"]
     )
@@ -81,6 +83,12 @@ def count_request(record: RequestRecord) -> None:
         RETRIES.labels(entity_set, record.method).inc()
     if record.status == 429:
         THROTTLED.labels(entity_set).inc()
+
+
+def count_wait(seconds: float, throttled: bool) -> None:
+    """A wait listener of the project's client."""
+    if prom is not None:
+        WAITS.labels("throttled" if throttled else "transient").inc(seconds)
 
 
 def count_loaded(model: type, created: int, updated: int) -> None:

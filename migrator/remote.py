@@ -13,7 +13,7 @@ from cdms_api.client import CDMSClient
 from cdms_api.session import RequestRecord
 
 from .mapping import synced_models
-from .metrics import count_request, entity_set_of
+from .metrics import count_request, count_wait, entity_set_of
 from .nplusone import DEFAULT_THRESHOLD, Detector
 from .shared import DjangoTokenCache
 
@@ -29,6 +29,7 @@ def client() -> CDMSClient:
             _client = CDMSClient.from_settings(settings.CDMS, keys=_keys(), **_shared())
             threshold = setting("N_PLUS_ONE_THRESHOLD", DEFAULT_THRESHOLD)
             _client.session.listeners += [Detector(threshold), log_request, count_request]
+            _client.session.wait_listeners.append(count_wait)
         return _client
 
 

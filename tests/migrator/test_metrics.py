@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from prometheus_client import REGISTRY
 
 from core.models import Organisation
@@ -34,12 +35,13 @@ def test_requests_retries_throttling_and_records_synced_are_counted(
         "503": sample("cdms_remote_requests_total", **get, status="503"),
         "retries": sample("cdms_remote_retries_total", **get),
         "429": sample("cdms_remote_throttled_total", entity_set="accounts"),
+        "waited": sample("cdms_remote_retry_wait_seconds_total", reason="throttled"),
         "latency": sample("cdms_remote_request_seconds_count", **get),
         "created": sample("cdms_records_synced_total", model="core.Organisation", change="created"),
     }
     cdms_simulator.add_faults(
         {"method": "GET", "path": "/accounts$", "status": 503},
-        {"method": "GET", "path": "/accounts$", "status": 429, "headers": {"Retry-After": "0"}},
+        {"method": "GET", "path": "/accounts$", "status": 429, "headers": {"Retry-After": "0.2"}},
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert Organisation.objects.filter(name=NORTHWIND).count() == 1
@@ -48,6 +50,8 @@ def test_requests_retries_throttling_and_records_synced_are_counted(
     assert sample("cdms_remote_retries_total", **get) == before["retries"] + 2
     assert sample("cdms_remote_throttled_total", entity_set="accounts") == before["429"] + 1
     assert sample("cdms_remote_request_seconds_count", **get) == before["latency"] + 3
+    waited = sample("cdms_remote_retry_wait_seconds_total", reason="throttled")
+    assert waited - before["waited"] == pytest.approx(0.2)  # Retry-After
     created = sample("cdms_records_synced_total", model="core.Organisation", change="created")
     assert created == before["created"] + 1
 
