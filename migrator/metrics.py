@@ -131,16 +131,44 @@ class StateCollector:
         yield from (lag, drift, age)
 
 
+def _counted():
+    """The counters: every process's (``PROMETHEUS_MULTIPROC_DIR``), or this one's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prom.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return prom.REGISTRY
+
+
+def summary() -> str | None:
+    """The counters in a line, for ``cdms_status``; None without ``prometheus_client``."""
+    if prom is None:
+        return None
+    totals: dict[str, float] = {}
+    failed = 0.0
+    for metric in _counted().collect():
+        for s in metric.samples:
+            if s.name.endswith("_total") and s.name.startswith("cdms_"):
+                totals[s.name] = totals.get(s.name, 0) + s.value
+                status = s.labels.get("status", "")
+                if s.name == "cdms_remote_requests_total" and not status.startswith(("2", "3")):
+                    failed += s.value
+    where = "all processes" if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else "this process"
+    requests = totals.get("cdms_remote_requests_total", 0)
+    waited = totals.get("cdms_remote_retry_wait_seconds_total", 0)
+    return (
+        f"remote ({where}): {requests:,.0f} requests, {failed:,.0f} failed, "
+        f"{totals.get('cdms_remote_throttled_total', 0):,.0f} throttled, "
+        f"{totals.get('cdms_remote_retries_total', 0):,.0f} retries, {waited:,.1f} s waited"
+    )
+
+
 def exposition() -> tuple[bytes, str] | None:
     """The metrics in Prometheus's text format and its content type; None without
     ``prometheus_client``."""
     if prom is None:
         return None
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        counted = prom.CollectorRegistry()
-        multiprocess.MultiProcessCollector(counted)
-    else:
-        counted = prom.REGISTRY
+    counted = _counted()
     read = prom.CollectorRegistry(auto_describe=False)
     read.register(StateCollector())
     return prom.generate_latest(counted) + prom.generate_latest(read), prom.CONTENT_TYPE_LATEST

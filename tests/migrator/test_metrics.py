@@ -4,8 +4,13 @@ and the structured log lines of remote requests and sync decisions, against the 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from prometheus_client import REGISTRY
 
 from core.models import Organisation
@@ -93,3 +98,32 @@ def test_one_log_line_says_why_a_query_made_its_requests(crm, synced, caplog):
     for request in requests:
         assert request.cdms["entity_set"] == "accounts" and request.cdms["status"] == 200
         assert "$filter" not in request.getMessage() and "Northwind" not in request.getMessage()
+
+
+def test_cdms_status_ends_with_the_counters(cdms_simulator):
+    list(Organisation.objects.filter(name=NORTHWIND))
+    out = StringIO()
+    call_command("cdms_status", stdout=out)
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("remote (this process): ") and " requests, " in last
+    assert last.endswith(" s waited")
+
+
+COUNT_ONE = """
+from cdms_api.session import RequestRecord
+from migrator.metrics import count_request
+count_request(RequestRecord("GET", "http://h/api/data/v9.2/accounts", 503, 0.01, 2))
+"""
+SUMMARY = "from migrator.metrics import summary; print(summary())"
+
+
+def test_with_a_multiprocess_directory_the_counts_of_every_process_add_up(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", COUNT_ONE], env=env, check=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-c", SUMMARY], env=env, check=True, timeout=60, capture_output=True
+    )
+    assert shown.stdout.decode().startswith(
+        "remote (all processes): 2 requests, 2 failed, 0 throttled, 2 retries"
+    )

@@ -1,9 +1,11 @@
-"""``manage.py cdms_status``: each synced model's resync state at a glance."""
+"""``manage.py cdms_status``: each synced model's resync state and last verify at a glance,
+then the remote requests the metrics counted (every process's with ``PROMETHEUS_MULTIPROC_DIR``)."""
 
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
+from migrator.metrics import summary
 from migrator.state import SyncState
 from migrator.synced import synced_models
 
@@ -23,8 +25,8 @@ COLUMNS = (
 
 class Command(BaseCommand):
     help = (
-        "Show each synced model's resync state (mode, last runs, lag, counts, last error) and "
-        "what the last cdms_verify found."
+        "Show each synced model's resync state (mode, last runs, lag, counts, last error), "
+        "what the last cdms_verify found, and the remote requests counted (the metrics)."
     )
 
     def handle(self, *args, **options) -> None:
@@ -48,6 +50,8 @@ class Command(BaseCommand):
             )
         for line in errors:
             self.stdout.write(line)
+        if (counted := summary()) is not None:
+            self.stdout.write(counted)
 
 
 def _row(state: SyncState) -> tuple:
