@@ -1,12 +1,16 @@
 """The drift checker: a synced model's local rows compared with its remote records, field by
 field through the mapping.
 
-Remote pages (``$orderby`` the key) and local pages (keyset, by ``cdms_pk``) are walked in
-step, like a merge join, so a table of any size is checked in constant memory with one request
-per remote page. What looks like drift is read again by key, remote and local, in chunks, and
-only what still differs is reported: a user's write between the two reads is not drift. With
-``fix``, what is confirmed is repaired through resync's page writer (``inbound.write_page``):
-the records written again, the rows whose record is gone deleted.
+Remote pages (``$orderby`` the key) and local rows (a streamed query in the same order) are
+walked in step, like a merge join, so a table of any size is checked in constant memory with
+one request per remote page. Dataverse orders keys as SQL Server orders ``uniqueidentifier``
+(the last six bytes first), not as text: the walk starts in text order and, when the remote's
+first records say otherwise, starts again in SQL Server's (``KeyOrder``).
+
+What looks like drift is read again by key, remote and local, in chunks, and only what still
+differs is reported: a user's write between the two reads is not drift. With ``fix``, what is
+confirmed is repaired through resync's page writer (``inbound.write_page``): the records
+written again, the rows whose record is gone deleted.
 
 The result is kept on the model's ``SyncState`` (``cdms_status``, the admin, the metrics).
 """
@@ -14,11 +18,13 @@ The result is kept on the model's ``SyncState`` (``cdms_status``, the admin, the
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import connection, models, transaction
+from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
 from cdms_api import odata
@@ -44,7 +50,44 @@ SHOWN = 50  # differences kept in a report (the counts are exact)
 
 
 class UnorderedRead(Exception):
-    """The remote does not order keys as the local database does: no merge is possible."""
+    """The remote orders keys in neither of the ``KeyOrder`` s: no merge is possible."""
+
+
+@dataclass(frozen=True)
+class KeyOrder:
+    """An order of remote keys: a sort key of their text, and the parts of the local column's
+    text (1-based start, length) that the local query orders by, in turn."""
+
+    name: str
+    sort_key: Callable[[str], Any]
+    parts: tuple[int, ...] = ()  # bytes of uuid.bytes_le, most significant first; (): the text
+
+    def local(self) -> list:
+        """The ``order_by`` of the local rows; the column's text has dashes where the
+        database has a native UUID type (PostgreSQL), none where it is ``char(32)``."""
+        if not self.parts:
+            return ["cdms_pk"]  # a UUID, or its hex, orders as its text
+        dashed = connection.features.has_native_uuid_field
+        text = Cast("cdms_pk", models.CharField())
+        return [Substr(text, _offset(i, dashed), 2) for i in self.parts]
+
+
+def _offset(byte: int, dashed: bool) -> int:
+    """Where the hex pair of ``uuid.bytes_le[byte]`` is in the key's text (1-based)."""
+    pair = 3 - byte if byte < 4 else 9 - byte if byte < 6 else 13 - byte if byte < 8 else byte
+    return 2 * pair + 1 + (dashed and sum(pair >= p for p in (4, 6, 8, 10)))
+
+
+#: SQL Server's comparison of uniqueidentifiers (.NET's ``SqlGuid``): the last six bytes first
+SQL_SERVER_ORDER = (10, 11, 12, 13, 14, 15, 8, 9, 6, 7, 4, 5, 0, 1, 2, 3)
+ORDERS = (
+    KeyOrder("text", lambda key: key),
+    KeyOrder(
+        "SQL Server",
+        lambda key: bytes(uuid.UUID(key).bytes_le[i] for i in SQL_SERVER_ORDER),
+        SQL_SERVER_ORDER,
+    ),
+)
 
 
 @dataclass
@@ -89,17 +132,13 @@ def verify(model: type[CDMSModel], fix: bool = False) -> Report:
     """Compare the model's local table with its remote entity set; keep the result on its
     ``SyncState``."""
     started = time.monotonic()
-    report = Report(model._meta.label)
-    suspects: list[str] = []
-    for key in _suspects(model):
-        report.checked += 1
-        if key is not None:
-            suspects.append(key)
-        if len(suspects) >= CONFIRM_CHUNK:
-            _confirm(model, suspects, report, fix)
-            suspects = []
-    if suspects:
-        _confirm(model, suspects, report, fix)
+    for order in ORDERS:
+        try:
+            report = _walk(model, fix, order)
+            break
+        except UnorderedRead:
+            if order is ORDERS[-1]:
+                raise
     report.seconds = time.monotonic() - started
     SyncState.objects.get_or_create(model=report.model)
     SyncState.objects.filter(model=report.model).update(
@@ -108,19 +147,34 @@ def verify(model: type[CDMSModel], fix: bool = False) -> Report:
     return report
 
 
-def _suspects(model: type[CDMSModel]) -> Iterator[str | None]:
+def _walk(model: type[CDMSModel], fix: bool, order: KeyOrder) -> Report:
+    report = Report(model._meta.label)
+    suspects: list[str] = []
+    for key in _suspects(model, order):
+        report.checked += 1
+        if key is not None:
+            suspects.append(key)
+        if len(suspects) >= CONFIRM_CHUNK:
+            _confirm(model, suspects, report, fix)
+            suspects = []
+    if suspects:
+        _confirm(model, suspects, report, fix)
+    return report
+
+
+def _suspects(model: type[CDMSModel], order: KeyOrder) -> Iterator[str | None]:
     """One item per key on either side, in key order: the key when the two sides disagree,
     None when they agree."""
-    mapping = model.cdms
-    records, rows = _remote_records(model), _local_rows(model)
+    mapping, rank = model.cdms, order.sort_key
+    records, rows = _remote_records(model, order), _local_rows(model, order)
     record, row = next(records, None), next(rows, None)
     while record is not None or row is not None:
         theirs = key_of(record[mapping.key]) if record is not None else None
         mine = row["cdms_pk"] if row is not None else None
-        if mine is None or (theirs is not None and theirs < mine):
+        if mine is None or (theirs is not None and rank(theirs) < rank(mine)):
             yield theirs
             record = next(records, None)
-        elif theirs is None or mine < theirs:
+        elif theirs is None or rank(mine) < rank(theirs):
             yield mine
             row = next(rows, None)
         else:
@@ -128,34 +182,29 @@ def _suspects(model: type[CDMSModel]) -> Iterator[str | None]:
             record, row = next(records, None), next(rows, None)
 
 
-def _remote_records(model: type[CDMSModel]) -> Iterator[dict]:
+def _remote_records(model: type[CDMSModel], order: KeyOrder) -> Iterator[dict]:
     mapping = model.cdms
-    previous = ""
+    previous = None
     for record in remote.client().iter(
         mapping.entity_set, select=mapping.select, orderby=[mapping.key]
     ):
         key = key_of(record[mapping.key])
-        if key <= previous:
+        if previous is not None and order.sort_key(key) <= order.sort_key(previous):
             raise UnorderedRead(
-                f"{mapping.entity_set}: the remote ordered {key} after {previous}; the local "
-                "database orders keys as text, so the two cannot be walked in step"
+                f"{mapping.entity_set}: the remote ordered {key} after {previous}, which is "
+                f"not in {order.name} order"
             )
         previous = key
         yield record
 
 
-def _local_rows(model: type[CDMSModel]) -> Iterator[dict]:
-    """Local rows by key, a page at a time (keyset paging: no cursor held between pages)."""
-    rows = _local_values(model).order_by("cdms_pk")
-    after = None
-    while True:
-        page = list((rows if after is None else rows.filter(cdms_pk__gt=after))[:LOCAL_PAGE])
-        for row in page:
-            row["cdms_pk"] = str(row["cdms_pk"])
-        yield from page
-        if len(page) < LOCAL_PAGE:
-            return
-        after = page[-1]["cdms_pk"]
+def _local_rows(model: type[CDMSModel], order: KeyOrder) -> Iterator[dict]:
+    """Local rows in the order, streamed (``iterator``): the repairs made meanwhile are of
+    rows the walk has passed."""
+    rows = _local_values(model).order_by(*order.local())
+    for row in rows.iterator(chunk_size=LOCAL_PAGE):
+        row["cdms_pk"] = str(row["cdms_pk"])
+        yield row
 
 
 def _local_values(model: type[CDMSModel]):

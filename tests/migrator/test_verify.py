@@ -129,3 +129,49 @@ def test_a_remote_error_fails_the_command_naming_it(cdms_simulator):
     cdms_simulator.add_faults({"method": "GET", "path": "/accounts$", "status": 400})
     with pytest.raises(CommandError, match=r"some verifies failed: core\.Organisation"):
         verify_command("core.Organisation")
+
+
+SQL_SERVER_ASCENDING = [  # as SQL Server sorts uniqueidentifiers: the last six bytes first
+    "01000000-0000-0000-0000-000000000000",
+    "00000001-0000-0000-0000-000000000000",
+    "00000000-0100-0000-0000-000000000000",
+    "00000000-0001-0000-0000-000000000000",
+    "00000000-0000-0100-0000-000000000000",
+    "00000000-0000-0001-0000-000000000000",
+    "00000000-0000-0000-0001-000000000000",
+    "00000000-0000-0000-0100-000000000000",
+    "00000000-0000-0000-0000-000000000001",
+    "00000000-0000-0000-0000-010000000000",
+]
+
+
+def test_keys_sort_as_sql_server_sorts_uniqueidentifiers_on_both_sides():
+    sql_server = verify.ORDERS[1]
+    assert sorted(reversed(SQL_SERVER_ASCENDING), key=sql_server.sort_key) == SQL_SERVER_ASCENDING
+    Organisation.objects.skip_cdms().bulk_create(
+        [Organisation(name=f"Key {n}", cdms_pk=key) for n, key in enumerate(SQL_SERVER_ASCENDING)]
+    )
+    rows = Organisation.objects.skip_cdms().order_by(*sql_server.local())
+    assert [str(key) for key in rows.values_list("cdms_pk", flat=True)] == SQL_SERVER_ASCENDING
+
+
+def test_a_remote_ordering_keys_as_sql_server_does_is_walked_in_that_order(
+    cdms_simulator, remote_client
+):
+    """Dataverse's order, not the simulator's: the walk starts again in it, one page later."""
+    resync(Organisation)
+    records = list(remote_client.iter("accounts", select=Organisation.cdms.select, page_size=5000))
+    records.sort(key=lambda r: verify.ORDERS[1].sort_key(r["accountid"]))
+    assert records != sorted(records, key=lambda r: r["accountid"])
+    cdms_simulator.add_faults(
+        {
+            "method": "GET",
+            "path": "/accounts$",
+            "status": 200,
+            "times": 2,
+            "body": {"value": records},
+        }
+    )
+    with assertNumRemoteCalls(2):  # the first page, in text order then in SQL Server's
+        report = verify.verify(Organisation)
+    assert report.checked == 10 and report.drift == 0
