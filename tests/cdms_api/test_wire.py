@@ -274,3 +274,15 @@ def test_an_answer_declaring_too_long_a_body_is_not_read_at_all(client):
     responses.add(responses.GET, f"{BASE}accounts", json={"value": [{"name": "x" * 2000}]})
     with pytest.raises(errors.MalformedResponse, match="more than 1,000 bytes"):
         list(client.iter("accounts"))
+
+
+@responses.activate
+def test_a_token_endpoint_redirecting_gets_no_credential_sent_on(client):
+    responses.add(
+        responses.POST, TOKEN, status=307, headers={"Location": "https://evil.example/token"}
+    )
+    responses.add(responses.POST, "https://evil.example/token", json={"access_token": "x"})
+    with pytest.raises(errors.TransportError, match="TooManyRedirects") as caught:
+        client.get("accounts", KEY)
+    assert "s3cret" not in str(caught.value)
+    assert [call.request.url for call in responses.calls] == [TOKEN]
