@@ -8,6 +8,7 @@ import pytest
 
 from cdms_api.errors import CDMSError, MalformedResponse
 from core.models import Organisation
+from migrator import remote
 from tests.seeded import NORTHWIND
 
 GOOD = {"@odata.etag": 'W/"9"', "accountid": "2faef9cc-507e-519d-a449-682b0526b00d"}
@@ -90,3 +91,12 @@ def test_a_redirect_to_another_host_is_a_typed_error_and_leaves_the_table(cdms_s
         list(Organisation.objects.filter(name__startswith="N"))
     assert local_table() == before
     assert [e["status"] for e in cdms_simulator.journal()][-1] == 307  # once: not retried
+
+
+def test_an_answer_past_the_bound_is_a_typed_error_and_leaves_the_table(cdms_simulator, synced):
+    before = local_table()
+    remote.client().session.max_body_bytes = 10_000  # 64 MiB in use: the test's body is small
+    answer(cdms_simulator, "GET", "/accounts$", {"value": [{**GOOD, "name": "x" * 20_000}]})
+    with pytest.raises(MalformedResponse, match="more than 10,000 bytes: not read"):
+        list(Organisation.objects.filter(name__startswith="N"))
+    assert local_table() == before
