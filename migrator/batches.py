@@ -182,7 +182,10 @@ def _separately(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
             elif verdict == UNKNOWN:
                 unknown.append(w)
     again += _settle(unknown)
-    return [] if last else again
+    if last:
+        _conclude(again)
+        return []
+    return again
 
 
 def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
@@ -206,9 +209,9 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
     verdict = _judge(culprit, failing)
     if verdict == UNKNOWN:
         found = _read_back([culprit])
-        verdict = (
-            FAILED if found is None else _decide(culprit, found.get((culprit.model, culprit.key)))
-        )
+        if found is None:
+            return _found_out(writes, last=True)
+        verdict = _decide(culprit, found.get((culprit.model, culprit.key)))
     others = [w for w in writes if w is not culprit]
     for w in others:
         w.error = NotApplied(culprit)
@@ -232,17 +235,36 @@ def _found_out(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
         return []
     if verdicts and all(v == AGAIN for v in verdicts):
         return [] if last else writes
-    if found is None and all(w.error is not None and w.error.ambiguous for w in writes):
+    if found is None:
+        _not_found_out(writes)
         return []
-    unclear = CDMSError(
-        "the changeset could not be read back after it failed"
-        if found is None
-        else "the changeset was found partly applied: someone else wrote too"
-    )
+    unclear = CDMSError("the changeset was found partly applied: someone else wrote too")
     unclear.ambiguous = True
     for w in writes:
         w.done, w.error = False, unclear
     return []
+
+
+def _conclude(writes: list[RemoteWrite]) -> None:
+    """Out of rounds, writes that were to be sent again may be applied after all (a create
+    that met its own record, made by an attempt whose answer was lost): read them back; each
+    is done, or its error stands (ambiguous when they cannot be read)."""
+    if not writes:
+        return
+    found = _read_back(writes)
+    if found is None:
+        _not_found_out(writes)
+        return
+    for w in writes:
+        _decide(w, found.get((w.model, w.key)))
+
+
+def _not_found_out(writes: list[RemoteWrite]) -> None:
+    """Writes whose outcome could not be read back: whatever error they met (a 412 or a
+    duplicate key may be their own earlier attempt's doing), they may have been applied."""
+    for w in writes:
+        if w.error is not None:
+            w.error.ambiguous = True
 
 
 class NotApplied(CDMSError):
@@ -301,7 +323,8 @@ def _settle(writes: list[RemoteWrite]) -> list[RemoteWrite]:
         return []
     found = _read_back(writes)
     if found is None:
-        return []  # the remote cannot be read either: the errors stand
+        _not_found_out(writes)
+        return []
     again = []
     for w in writes:
         if _decide(w, found.get((w.model, w.key))) == AGAIN:

@@ -76,6 +76,9 @@ def _update(instance: CDMSModel, write: RemoteWrite) -> None:
         try:
             current = settle_update(instance, write)
         except CDMSError:
+            # Not found out: a 412 may be this save's own earlier attempt, applied with its
+            # answer lost and sent again by the session (a 503).
+            error.ambiguous = True
             raise error from None
         if current is not None:
             if isinstance(error, PreconditionFailed):
