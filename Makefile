@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 COMPAT := powerplatform dataverse-api dynamics-client
 
-.PHONY: demo admin browser test lint simulator benchmark benchmark-quick compat lock dist clean
+.PHONY: demo admin browser test lint simulator benchmark benchmark-quick compat lock dist clean soak
 
 # Installs the lock (every transitive dependency, pinned and hashed): exactly what CI tested.
 $(STAMP): requirements.lock pyproject.toml
@@ -54,6 +54,10 @@ lint: $(STAMP)
 
 simulator: $(STAMP)
 	$(BIN)/python -m cdms_api.simulator --seed demo
+
+# the fault soak (docs/operations.md): SOAK_ARGS="--operations 500 --seed 7" to choose
+soak: $(STAMP)
+	$(BIN)/python manage.py soak $(SOAK_ARGS)
 
 # figures, never pass/fail (docs/benchmarks.md); BENCHMARK_ARGS="--only reads --runs 3" to choose
 benchmark: $(STAMP)

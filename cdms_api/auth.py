@@ -167,6 +167,7 @@ class OAuthClientCredentials:
     def _session(self) -> OAuth2Session:
         session = OAuth2Session(client=BackendApplicationClient(client_id=self.client_id))
         session.trust_env = False  # no proxy or CA bundle from the environment, as the API's
+        session.max_redirects = 0  # a 307 would send the credential on to wherever it points
         session.register_compliance_hook("access_token_response", _refusal)
         return session
 

@@ -92,7 +92,12 @@ class DuplicateAlternateKey(DuplicateKey):
 
 
 class PreconditionFailed(Conflict):
-    """412: the record changed since the ETag the write was based on."""
+    """412: the record changed since the ETag the write was based on. When a save meets it,
+    both versions are on the error: ``sent``, the values the save sent, and ``current``, the
+    record as the remote holds it, read after the 412 (None when it is gone)."""
+
+    sent: dict | None = None
+    current: dict | None = None
 
 
 class UnknownTable(NotFound):

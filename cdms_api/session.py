@@ -4,7 +4,12 @@ retries, logging and request hooks. Callers see ``request()`` and typed errors.
 Retries follow one rule: a request is tried again only when repeating it cannot do harm.
 Throttling (429), 503 and connections that were never established mean the remote did not act,
 so any request may be repeated. A read timeout, a dropped connection, 502 or 504 leave the
-outcome unknown, so only requests the caller marks ``idempotent`` are repeated after them."""
+outcome unknown, so only requests the caller marks ``idempotent`` are repeated after them.
+
+What the remote answers is read with bounds: a body past ``max_body_bytes`` (64 MiB; the
+largest page Dataverse sends is a fraction of it) is refused unread, and a redirect is never
+followed (the Web API does not redirect; one may point at a host the token must not see):
+both are ``MalformedResponse``."""
 
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ from .net import is_loopback
 from .retry import AMBIGUOUS_STATUSES, RETRY_STATUSES, RetryPolicy
 
 logger = logging.getLogger("cdms_api")
+MAX_BODY_BYTES = 64 * 2**20
+CHUNK_BYTES = 256 * 2**10
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class CDMSSession:
         self.auth, self.timeout, self.governor = auth, timeout, governor
         self.retry = retry or RetryPolicy()
         self.listeners: list[Callable[[RequestRecord], None]] = []
+        #: told of each wait before a retry: its seconds, and whether a 429 asked for it
+        self.wait_listeners: list[Callable[[float, bool], None]] = []
         self.http = requests.Session()
         self.http.verify = True
         self.http.trust_env = False
@@ -91,6 +100,7 @@ class CDMSSession:
             }
         )
         self._sleep = sleep
+        self.max_body_bytes = MAX_BODY_BYTES
         self._bearer = None if auth is None else BearerAuth(auth, timeout)
 
     def __repr__(self) -> str:
@@ -138,7 +148,13 @@ class CDMSSession:
                     headers=headers,
                     auth=self._bearer,
                     timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
                 )
+                read_bounded(response, self.max_body_bytes, method, url)
+            except MalformedResponse:
+                self._release(permit, sent)
+                raise
             except requests.RequestException as exc:
                 self._release(permit, sent)
                 error = self._transport_error(exc, method, url)
@@ -149,6 +165,14 @@ class CDMSSession:
             self._release(permit, sent)
             self._report(method, url, params, response.status_code, sent, attempt, None)
             status = response.status_code
+            if response.is_redirect:
+                location = urlsplit(urljoin(url, response.headers["Location"])).netloc
+                raise MalformedResponse(
+                    f"the remote answered a redirect to {location}: redirects are not followed",
+                    status=status,
+                    method=method,
+                    url=url,
+                )
             if status < 400:
                 return response
             if status == 401 and self.auth is not None and not renewed:
@@ -160,7 +184,12 @@ class CDMSSession:
             if status == 429 and self.governor is not None:
                 self.governor.throttled(retry_after)
             if status in RETRY_STATUSES and self._may_retry(
-                status in AMBIGUOUS_STATUSES, idempotent, attempt, started, retry_after
+                status in AMBIGUOUS_STATUSES,
+                idempotent,
+                attempt,
+                started,
+                retry_after,
+                throttled=status == 429,
             ):
                 continue
             raise error
@@ -178,6 +207,7 @@ class CDMSSession:
         attempt: int,
         started: float,
         retry_after: float | None,
+        throttled: bool = False,
     ) -> bool:
         if (ambiguous and not idempotent) or attempt >= self.retry.attempts:
             return False
@@ -185,6 +215,8 @@ class CDMSSession:
         if time.monotonic() - started + delay > self.retry.budget_s:
             return False
         logger.warning("retrying in %.2f s (attempt %d failed)", delay, attempt)
+        for listener in list(self.wait_listeners):
+            listener(delay, throttled)
         self._sleep(delay)
         return True
 
@@ -268,6 +300,28 @@ class CDMSSession:
                 url=response.request.url,
             )
         return body
+
+
+def read_bounded(response: requests.Response, limit: int, method: str, url: str) -> None:
+    """Read a streamed answer's body (as ``response.content``), closing the connection and
+    raising ``MalformedResponse`` as soon as it is longer than ``limit`` bytes (decoded)."""
+    declared = response.headers.get("Content-Length", "")
+    body = bytearray()
+    if not (declared.isdigit() and int(declared) > limit):
+        for chunk in response.iter_content(CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                break
+        else:
+            response._content = bytes(body)
+            return
+    response.close()
+    raise MalformedResponse(
+        f"the remote answered more than {limit:,} bytes: not read",
+        status=response.status_code,
+        method=method,
+        url=url,
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -274,6 +274,8 @@ class SyncStateAdmin(admin.ModelAdmin):
         "created",
         "updated",
         "deleted",
+        "verified_at",
+        "drift",
         "last_error",
     ]
     list_filter = ["mode", "status"]
@@ -301,6 +303,7 @@ class SyncStateAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        ("The last verify (cdms_verify)", {"fields": ["verified_at", "drift", "verify_report"]}),
     ]
 
     @admin.display(description="last run")

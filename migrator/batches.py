@@ -182,7 +182,10 @@ def _separately(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
             elif verdict == UNKNOWN:
                 unknown.append(w)
     again += _settle(unknown)
-    return [] if last else again
+    if last:
+        _conclude(again)
+        return []
+    return again
 
 
 def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
@@ -196,19 +199,7 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
             w.error = error
         if not error.ambiguous:
             return []
-        found = _read_back(writes)
-        if found is None:
-            return []  # the remote cannot be read either: the errors stand
-        verdicts = [_decide(w, found.get((w.model, w.key))) for w in writes]
-        if all(v == DONE for v in verdicts):
-            return []
-        if all(v == AGAIN for v in verdicts):
-            return [] if last else writes
-        unclear = CDMSError("the changeset was found partly applied: someone else wrote too")
-        unclear.ambiguous = True
-        for w in writes:
-            w.done, w.error = False, unclear
-        return []
+        return _found_out(writes, last)
     if all(operation.ok for operation in operations):
         unknown = [w for w, op in zip(writes, operations, strict=True) if _judge(w, op) == UNKNOWN]
         _settle(unknown)
@@ -218,15 +209,62 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
     verdict = _judge(culprit, failing)
     if verdict == UNKNOWN:
         found = _read_back([culprit])
-        verdict = (
-            FAILED if found is None else _decide(culprit, found.get((culprit.model, culprit.key)))
-        )
+        if found is None:
+            return _found_out(writes, last=True)
+        verdict = _decide(culprit, found.get((culprit.model, culprit.key)))
     others = [w for w in writes if w is not culprit]
     for w in others:
         w.error = NotApplied(culprit)
-    if last or verdict == FAILED:
+    if verdict == FAILED:
         return []
+    if last:
+        # Refused for a reason an earlier attempt of this changeset may have caused (its
+        # records exist, or changed): an attempt applied with its answer lost, then sent again
+        # by the session (a 503) or by an earlier round. What the records hold decides.
+        return _found_out(writes, last)
     return others if verdict == DONE else writes
+
+
+def _found_out(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
+    """A changeset whose outcome is not known: read its records back. All applied: done;
+    none: sent again (or, out of rounds, the errors stand); some: an ambiguous error, since
+    someone else wrote too. When the records cannot be read, the errors stand, ambiguous."""
+    found = _read_back(writes)
+    verdicts = [] if found is None else [_decide(w, found.get((w.model, w.key))) for w in writes]
+    if verdicts and all(v == DONE for v in verdicts):
+        return []
+    if verdicts and all(v == AGAIN for v in verdicts):
+        return [] if last else writes
+    if found is None:
+        _not_found_out(writes)
+        return []
+    unclear = CDMSError("the changeset was found partly applied: someone else wrote too")
+    unclear.ambiguous = True
+    for w in writes:
+        w.done, w.error = False, unclear
+    return []
+
+
+def _conclude(writes: list[RemoteWrite]) -> None:
+    """Out of rounds, writes that were to be sent again may be applied after all (a create
+    that met its own record, made by an attempt whose answer was lost): read them back; each
+    is done, or its error stands (ambiguous when they cannot be read)."""
+    if not writes:
+        return
+    found = _read_back(writes)
+    if found is None:
+        _not_found_out(writes)
+        return
+    for w in writes:
+        _decide(w, found.get((w.model, w.key)))
+
+
+def _not_found_out(writes: list[RemoteWrite]) -> None:
+    """Writes whose outcome could not be read back: whatever error they met (a 412 or a
+    duplicate key may be their own earlier attempt's doing), they may have been applied."""
+    for w in writes:
+        if w.error is not None:
+            w.error.ambiguous = True
 
 
 class NotApplied(CDMSError):
@@ -285,7 +323,8 @@ def _settle(writes: list[RemoteWrite]) -> list[RemoteWrite]:
         return []
     found = _read_back(writes)
     if found is None:
-        return []  # the remote cannot be read either: the errors stand
+        _not_found_out(writes)
+        return []
     again = []
     for w in writes:
         if _decide(w, found.get((w.model, w.key))) == AGAIN:
@@ -320,7 +359,7 @@ def _decide(write: RemoteWrite, record: dict[str, Any] | None) -> str:
             return _done(write, None)
         if write.etag is None or record.get("@odata.etag") == write.etag:
             return AGAIN
-        return _conflict(write)
+        return _conflict(write, record)
     if write.kind is Kind.CREATE:
         if record is None:
             return AGAIN
@@ -337,12 +376,14 @@ def _decide(write: RemoteWrite, record: dict[str, Any] | None) -> str:
         return _done(write, record)
     if write.etag is None or record.get("@odata.etag") == write.etag:
         return AGAIN
-    return _conflict(write)
+    return _conflict(write, record)
 
 
-def _conflict(write: RemoteWrite) -> str:
+def _conflict(write: RemoteWrite, record: dict[str, Any]) -> str:
+    """The write failed on a record changed meanwhile: both versions go on the error."""
     if not isinstance(write.error, PreconditionFailed):
         write.error = PreconditionFailed(
             f"{write.entity_set}({write.key}) changed remotely since it was read", status=412
         )
+    write.error.sent, write.error.current = write.body, record
     return FAILED

@@ -7,9 +7,12 @@ at are written first (read by key when missing locally, or taken from ``$expand`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 import warnings
+from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dateutil.parser import isoparse
@@ -17,9 +20,11 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from cdms_api import odata
+from cdms_api.errors import MalformedResponse
 
 from . import local, remote
 from .mapping import FieldMap, Mapping
+from .metrics import count_loaded
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -44,13 +49,21 @@ def load(
     only when missing locally. Records the open ``migrator.atomic()`` block deletes are left
     out: their rows are gone locally, and their remote delete is on its way."""
     deleting = {key for key, kind in local.pending(model).items() if kind == "delete"}
-    _write(model, [r for r in records if key_of(r[model.cdms.key]) not in deleting], depth, refresh)
-    return {key_of(r[model.cdms.key]) for r in records}
+    with answered(model):
+        keys = [key_of(r[model.cdms.key]) for r in records]
+        kept = [r for r, k in zip(records, keys, strict=True) if k not in deleting]
+        _write(model, kept, depth, refresh)
+    return set(keys)
 
 
 def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
     """Store the records writes returned (one bulk write, as ``load``) and give each one's
     local values, by key, for the instances that were written."""
+    with answered(model):
+        return _store(model, records)
+
+
+def _store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
     written = _write(model, records, 0, {})
     rest = [r for r in records if key_of(r[model.cdms.key]) not in written]
     if rest:  # already stored, by a read that came first: the values still go to the instances
@@ -104,6 +117,7 @@ def _write(
             )
             local.rows(model).bulk_update(changed, fields, batch_size=500)
             _link_within(model, records, [*new, *changed])
+        transaction.on_commit(partial(count_loaded, model, len(new), len(changed)))
     return written
 
 
@@ -138,10 +152,24 @@ def values_of(
 def record_values(model: type[CDMSModel], record: dict) -> dict[str, Any]:
     """The local values of one record (the answer to a write), its lookups resolved; a field
     that cannot hold the record's null keeps its local value (with a warning)."""
-    values, unheld = values_of(model.cdms, record, _related_ids(model, [record], 0, {}))
+    with answered(model):
+        values, unheld = values_of(model.cdms, record, _related_ids(model, [record], 0, {}))
     for fm in unheld:
         _warn_null(model.cdms, fm, record, "the field keeps its local value")
     return values
+
+
+@contextlib.contextmanager
+def answered(model: type[CDMSModel]) -> Iterator[None]:
+    """Records the remote answered that cannot be converted (not objects, no key, a value of
+    the wrong type) are ``MalformedResponse``; the caller's transaction rolls back."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
+        raise MalformedResponse(
+            f"{model.cdms.entity_set}: a record the remote answered cannot be stored "
+            f"({type(error).__name__}: {error})"
+        ) from error
 
 
 def _warn_null(mapping: Mapping, fm: FieldMap, record: dict, outcome: str) -> None:

@@ -58,6 +58,11 @@ class SyncState(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEVER)
     note = models.TextField(blank=True, help_text="what the last run said of itself")
     last_error = models.TextField(blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True, help_text="the last cdms_verify")
+    drift = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="differences the last cdms_verify found"
+    )
+    verify_report = models.JSONField(default=dict, blank=True, help_text="its counts and samples")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

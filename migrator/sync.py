@@ -109,6 +109,7 @@ def refresh(query: Query) -> None:
     if synced and all(reads_changes(m) for m in synced):
         for model in synced:
             catch_up(model)
+        _decided(query.model, "changes", note="answered locally after the change feed")
         return
     if query.combinator:  # union(), intersection(), difference(): each part
         for part in query.combined_queries:
@@ -144,14 +145,36 @@ def refresh(query: Query) -> None:
     cut_short = plan.top is not None and len(seen) >= plan.top
     answered = plan.keys if plan.keys is not None and not cut_short else frozenset()
     checked = set(seen) | set(local.pending(model))  # as the open migrator.atomic() left them
+    rechecked = deleted = 0
     # A recheck that deletes or updates rows can bring other rows into the window (a parent
     # deleted sets its subsidiaries' parent to null): check until every row in it is fresh.
     while stale := window_keys(query) - checked:
         checked |= stale
         if gone := stale & answered:
             delete_local(model, gone)
+            deleted += len(gone)
         if stale - answered:
             recheck(model, stale - answered, plan.refresh)
+            rechecked += len(stale - answered)
+    _decided(
+        model,
+        "none" if plan.filter is odata.FALSE else "filtered",
+        filter=None if plan.filter in (odata.TRUE, odata.FALSE) else odata.render(plan.filter),
+        top=plan.top,
+        expand=plan.expand or None,
+        related=len(plan.related),
+        records=len(seen),
+        rechecked=rechecked,
+        deleted=deleted,
+    )
+
+
+def _decided(model: type[CDMSModel], read: str, **fields) -> None:
+    """One log line per synced query saying what it read and why (``migrator`` logger, DEBUG),
+    the figures also as the record's ``cdms`` attribute for a structured formatter."""
+    fields = {"model": model._meta.label, "read": read, **fields}
+    text = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k != "model")
+    logger.debug("%s: sync %s", model._meta.label, text, extra={"cdms": fields})
 
 
 def _resolved(plan: RemotePlan) -> RemotePlan:

@@ -1,5 +1,6 @@
 """Celery tasks: resync one synced model, or every one (``core.celery`` runs the latter on a
-beat schedule), or one model's full resync split into ranges read by many workers
+beat schedule); verify one, or every one (``migrator.verify``: on a schedule of the project's
+choosing); or one model's full resync split into ranges read by many workers
 (``resync_partitioned``, ``resync_partition``: see ``migrator.partitions``).
 
 Throttling (429) and transient failures (5xx, no answer) that outlast the client's own retries
@@ -23,7 +24,7 @@ try:
 except ModuleNotFoundError as error:
     raise MissingExtra("The Celery resync tasks (migrator.tasks)", "celery", "celery") from error
 
-from . import partitions, resync
+from . import partitions, resync, verify
 from .remote import setting
 from .state import SyncState
 from .synced import synced_models
@@ -107,4 +108,29 @@ def resync_all(full: bool = False) -> list[str]:
     labels = [model._meta.label for model in synced_models()]
     for label in labels:
         resync_model.delay(label, full=full)
+    return labels
+
+
+@shared_task(bind=True, name="migrator.verify_model", acks_late=True, max_retries=None)
+def verify_model(self, label: str, fix: bool = False) -> dict:
+    """Compare the model's local rows with the remote (``migrator.verify``); returns the
+    report as a dict, also kept on its ``SyncState``. Transient errors are retried as a
+    resync's are, without touching the resync's status."""
+    model = apps.get_model(label)
+    try:
+        return verify.verify(model, fix=fix).as_dict()
+    except TRANSIENT as error:
+        limit = int(setting("RESYNC_MAX_RETRIES", 10))
+        if self.request.retries >= limit:
+            raise
+        delay = retry_delay(error, self.request.retries)
+        raise self.retry(exc=error, countdown=delay, max_retries=limit) from error
+
+
+@shared_task(name="migrator.verify_all")
+def verify_all(fix: bool = False) -> list[str]:
+    """Queue a verify of every synced model; returns their labels."""
+    labels = [model._meta.label for model in synced_models()]
+    for label in labels:
+        verify_model.delay(label, fix=fix)
     return labels

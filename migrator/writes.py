@@ -74,29 +74,35 @@ def _update(instance: CDMSModel, write: RemoteWrite) -> None:
         if not (error.ambiguous or isinstance(error, PreconditionFailed)):
             raise
         try:
-            settled = settle_update(instance, write)
+            current = settle_update(instance, write)
         except CDMSError:
+            # Not found out: a 412 may be this save's own earlier attempt, applied with its
+            # answer lost and sent again by the session (a 503).
+            error.ambiguous = True
             raise error from None
-        if not settled:
+        if current is not None:
+            if isinstance(error, PreconditionFailed):
+                error.sent, error.current = write.body, current
             raise
         return
     adopt(instance, record, write.names)
 
 
-def settle_update(instance: CDMSModel, write: RemoteWrite) -> bool:
+def settle_update(instance: CDMSModel, write: RemoteWrite) -> dict[str, Any] | None:
     """After an update failed with its outcome unknown, or with 412, find out whether the
     record already holds what was sent.
 
     The client repeats a PATCH whose answer was lost; when the first attempt was applied, the
     repeat fails on the ETag that attempt changed (412). Whoever wrote it, a record that holds
     every value sent is the outcome the save wanted: the save succeeds, with the record's
-    other fields brought in. Otherwise the failure stands (False)."""
+    other fields brought in (None). Otherwise the failure stands: the record as the remote
+    holds it is returned."""
     mapping = instance.cdms
     record = remote.client().get(mapping.entity_set, instance.cdms_pk, select=mapping.select)
     if not holds(mapping, write.body or {}, record):
-        return False
+        return record
     adopt(instance, record, write.names)
-    return True
+    return None
 
 
 def adopt(instance: CDMSModel, record: dict[str, Any], names: set[str] | None = None) -> None:

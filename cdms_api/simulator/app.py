@@ -59,6 +59,7 @@ SEGMENT = re.compile(
 )
 
 
+FAULT = "cdms.fault"  # the kind of the fault rule a request met, for the journal
 DROPPED = 599  # the journal's status for a connection closed without an answer
 RECORDS = "cdms_api.simulator.records"  # in a request's environ: how many records it answered
 
@@ -181,6 +182,7 @@ class Simulator:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 time=time.time(),
                 client=request.remote_addr,
+                fault=environ.get(FAULT),
             )
         if response is None:
             self._drop(environ)
@@ -199,6 +201,8 @@ class Simulator:
         if path.startswith("/__admin/"):
             return self.admin(request)
         rule = self.faults.take(request.method, path)
+        if rule is not None:
+            request.environ[FAULT] = rule.kind
         slow = rule is not None and rule.action == "pass"  # a slow remote: its time is served
         if rule and rule.delay_ms and not slow:
             time.sleep(rule.delay_ms / 1000)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import re
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from .errors import (
@@ -28,7 +30,9 @@ class FaultRule:
     """Answer matching requests with ``status`` (``respond``), close the connection without an
     answer (``drop``), or apply the request and then answer ``status`` -- or drop, when no
     status is given (``apply_then_fail``), or serve it as usual (``pass``: a slow remote, with
-    ``delay_ms``). ``times`` = None matches for ever."""
+    ``delay_ms``). ``times`` = None matches for ever. ``chance`` (0 to 1): the share of
+    matching requests the rule takes, at random; a request it leaves goes on to the next rule
+    (a fault soak injects each kind on a share of every request)."""
 
     path: str = ".*"
     method: str | None = None
@@ -38,6 +42,7 @@ class FaultRule:
     body: Any = None
     delay_ms: int = 0
     action: str = "respond"
+    chance: float = 1.0
 
     @classmethod
     def from_json(cls, spec: Any) -> FaultRule:
@@ -59,6 +64,11 @@ class FaultRule:
             raise ValueError("delay_ms must be a number")
         if rule.delay_ms < 0:
             raise ValueError("delay_ms must not be negative")
+        if isinstance(rule.chance, bool) or not isinstance(rule.chance, int | float | Decimal):
+            raise ValueError("chance must be a number")
+        rule.chance = float(rule.chance)  # the control API reads JSON numbers as Decimal
+        if not 0 < rule.chance <= 1:
+            raise ValueError("chance must be more than 0 and at most 1")
         if rule.method is not None and not isinstance(rule.method, str):
             raise ValueError("method must be a string or null")
         if not isinstance(rule.headers, dict) or not all(
@@ -77,6 +87,18 @@ class FaultRule:
         return (self.method in (None, "*") or self.method.upper() == method) and bool(
             re.search(self.path, path)
         )
+
+    @property
+    def kind(self) -> str:
+        """What the rule does, as the journal names it: ``503``, ``drop``, ``slow 700 ms``,
+        ``apply_then_fail 503``, ``apply_then_fail drop``."""
+        if self.action == "respond":
+            return str(self.status)
+        if self.action == "pass":
+            return f"slow {self.delay_ms:g} ms"
+        if self.action == "drop":
+            return "drop"
+        return f"apply_then_fail {self.status or 'drop'}"
 
     def error_body(self) -> Any:
         if self.body is not None:
@@ -113,7 +135,9 @@ class Faults:
         """The first rule matching the request, counting one use of it."""
         with self._lock:
             for rule in self._rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path) and (
+                    rule.chance >= 1 or random.random() < rule.chance
+                ):
                     if rule.times is not None:
                         rule.times -= 1
                         if rule.times <= 0:

@@ -1,6 +1,7 @@
 """Wire-level cases the simulator cannot produce: broken bodies, odd headers."""
 
 import email.utils
+import io
 import time
 
 import pytest
@@ -9,7 +10,7 @@ import responses
 from cdms_api import errors
 from cdms_api.client import CDMSClient
 from cdms_api.retry import RetryPolicy
-from cdms_api.session import parse_retry_after
+from cdms_api.session import CHUNK_BYTES, MAX_BODY_BYTES, parse_retry_after
 
 BASE = "https://crm.example.com/api/data/v9.2/"
 TOKEN = "https://login.example.com/tenant/oauth2/v2.0/token"
@@ -216,3 +217,72 @@ def test_backoff_is_capped_and_jittered():
     assert max(delays) <= 4 and min(delays) >= 0 and len(set(delays)) > 100
     assert policy.delay(1, retry_after=2.5) == 2.5
     assert policy.delay(1, retry_after=99) == 99  # the budget, not the cap, bounds it
+
+
+@responses.activate
+def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(client):
+    token(responses)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts({KEY})",
+        status=302,
+        headers={"Location": "https://evil.example/steal"},
+    )
+    with pytest.raises(errors.MalformedResponse, match=r"redirect to evil\.example"):
+        client.get("accounts", KEY)
+    assert all("evil.example" not in call.request.url for call in responses.calls)
+
+
+class Endless(io.RawIOBase):
+    """A body of ``size`` bytes made as it is read, counting what was read."""
+
+    def __init__(self, size: int):
+        self.left, self.read_bytes = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = b" " * n
+        self.left -= n
+        self.read_bytes += n
+        return n
+
+
+@responses.activate
+def test_a_100_mb_answer_is_refused_after_a_bounded_read(client):
+    token(responses)
+    body = Endless(100 * 2**20)
+    responses.add(
+        responses.GET,
+        f"{BASE}accounts",
+        body=io.BufferedReader(body),
+        content_type="application/json",
+        auto_calculate_content_length=False,
+    )
+    with pytest.raises(errors.MalformedResponse, match="more than 67,108,864 bytes: not read"):
+        list(client.iter("accounts"))
+    assert body.read_bytes <= MAX_BODY_BYTES + 2 * CHUNK_BYTES
+    assert len(responses.calls) == 2  # the token, the read: not retried
+
+
+@responses.activate
+def test_an_answer_declaring_too_long_a_body_is_not_read_at_all(client):
+    token(responses)
+    client.session.max_body_bytes = 1000
+    responses.add(responses.GET, f"{BASE}accounts", json={"value": [{"name": "x" * 2000}]})
+    with pytest.raises(errors.MalformedResponse, match="more than 1,000 bytes"):
+        list(client.iter("accounts"))
+
+
+@responses.activate
+def test_a_token_endpoint_redirecting_gets_no_credential_sent_on(client):
+    responses.add(
+        responses.POST, TOKEN, status=307, headers={"Location": "https://evil.example/token"}
+    )
+    responses.add(responses.POST, "https://evil.example/token", json={"access_token": "x"})
+    with pytest.raises(errors.TransportError, match="TooManyRedirects") as caught:
+        client.get("accounts", KEY)
+    assert "s3cret" not in str(caught.value)
+    assert [call.request.url for call in responses.calls] == [TOKEN]

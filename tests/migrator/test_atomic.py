@@ -196,6 +196,40 @@ def test_a_block_whose_answer_is_lost_is_applied_once(crm, rows, cdms_simulator,
     crm.assert_all_in_sync(Organisation, [org.cdms_pk, northwind.cdms_pk])
 
 
+def test_a_block_applied_then_503_and_retried_is_done_however_many_creates(
+    crm, rows, cdms_simulator
+):
+    """Found by the fault soak: the changeset was applied and answered 503, which the session
+    retries (the remote says it did not act); the retry meets the records the first attempt
+    made, one create per round adopts its record, and with more creates than rounds the
+    block failed with DuplicateKey (not ambiguous) though all of it was applied. Out of
+    rounds, the writes are read back: all applied, the block is done."""
+    northwind = rows[NORTHWIND]
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": BATCH, "times": 1, "action": "apply_then_fail", "status": 503}
+    )
+    with migrator.atomic():
+        orgs = [Organisation.objects.create(name=f"Applied {n}", employees=n) for n in range(4)]
+        northwind.employees = 4321
+        northwind.save()
+    for org in orgs:
+        assert [r["accountid"] for r in crm.find("accounts", "name", org.name)] == [
+            str(org.cdms_pk)
+        ]
+    crm.assert_all_in_sync(Organisation, [*(o.cdms_pk for o in orgs), northwind.cdms_pk])
+
+
+def test_a_block_refused_for_good_after_rounds_says_so_not_ambiguous(crm, rows, cdms_simulator):
+    northwind = rows[NORTHWIND]
+    crm.change(NORTHWIND, numberofemployees=5)
+    with pytest.raises(PreconditionFailed) as caught, migrator.atomic():
+        Organisation.objects.create(name="Never Made")
+        northwind.employees = 6
+        northwind.save()
+    assert not caught.value.ambiguous
+    assert crm.find("accounts", "name", "Never Made") == []
+
+
 def test_a_block_failing_for_good_can_be_run_again(crm, rows, cdms_simulator):
     cdms_simulator.add_faults({"method": "POST", "path": BATCH, "times": None, "status": 500})
     org = Organisation(name="Run Again")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
+import migrator
 from cdms_api.errors import PreconditionFailed
 from core.models import Organisation
 from migrator.testing import assertNumRemoteCalls
@@ -102,3 +103,34 @@ def test_select_for_update_locks_the_local_rows(crm, synced):
         [outcome] = in_threads(lock_northwind_at_once)
     assert isinstance(outcome, DatabaseError)
     assert len(in_threads(lock_northwind_at_once)[0]) == 1  # free once the first committed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_saving_one_loaded_record_one_wins_the_other_gets_both_versions(crm, synced):
+    """No lost update: the second save is refused (412) with what it sent and what the
+    remote holds, whichever of the two got there first."""
+    first = Organisation.objects.get(name=NORTHWIND)
+    second = Organisation.objects.get(name=NORTHWIND)
+    first.employees, second.employees = 1001, 2002
+
+    results = in_threads(first.save, second.save)
+
+    [conflict] = [r for r in results if isinstance(r, PreconditionFailed)]
+    assert results.count(None) == 1
+    winner, loser = (first, second) if results[0] is None else (second, first)
+    assert conflict.sent == {"numberofemployees": loser.employees}
+    assert conflict.current["numberofemployees"] == winner.employees
+    assert conflict.current["@odata.etag"] == winner.cdms_etag
+    crm.assert_in_sync(Organisation, crm.key(NORTHWIND))
+    record = crm.record(Organisation, crm.key(NORTHWIND))
+    assert record["numberofemployees"] == winner.employees
+
+
+def test_a_conflict_in_an_atomic_block_has_both_versions_too(crm, synced):
+    org = Organisation.objects.get(name=NORTHWIND)
+    crm.change(NORTHWIND, numberofemployees=7)
+    org.employees = 8
+    with pytest.raises(PreconditionFailed) as caught, migrator.atomic():
+        org.save()
+    assert caught.value.sent == {"numberofemployees": 8}
+    assert caught.value.current["numberofemployees"] == 7

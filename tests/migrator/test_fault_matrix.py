@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cdms_api.errors import CDMSError
+from cdms_api.errors import BulkWriteError, CDMSError, PreconditionFailed
 from core.models import Organisation
 from tests.seeded import NORTHWIND
 
@@ -102,3 +102,38 @@ def test_delete(crm, cdms_simulator, quick_timeouts, synced, fault, times):
     attempt(cdms_simulator, org.delete)
     assert crm.find("accounts", "name", NORTHWIND) == []
     assert_local_equals_remote(crm, NORTHWIND)
+
+
+# Found by the fault soak: a 412 may be the write's own earlier attempt ------------------------
+APPLIED_THEN_503 = {"times": 1, "action": "apply_then_fail", "status": 503}
+NO_READS = {"method": "GET", "path": "/accounts", "times": None, "status": 500}
+
+
+def test_an_update_whose_412_cannot_be_found_out_is_ambiguous(crm, cdms_simulator, synced):
+    """Applied, answered 503, sent again by the session (503: the remote did not act), 412 on
+    the ETag the first attempt changed; the record cannot be read to find out: the error
+    says the save may have happened -- it did."""
+    org = Organisation.objects.get(name=NORTHWIND)
+    org.employees = 77
+    cdms_simulator.add_faults(
+        {"method": "PATCH", "path": "/accounts", **APPLIED_THEN_503}, NO_READS
+    )
+    with pytest.raises(PreconditionFailed) as caught:
+        org.save()
+    assert caught.value.ambiguous
+    cdms_simulator.clear_faults()
+    assert crm.find("accounts", "name", NORTHWIND)[0]["numberofemployees"] == 77
+
+
+def test_bulk_updates_whose_412_cannot_be_found_out_are_ambiguous(crm, cdms_simulator, synced):
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": r"/\$batch", **APPLIED_THEN_503},
+        {"method": "GET", "path": "/accounts", "times": 1, "action": "pass"},  # update's read
+        NO_READS,
+    )
+    with pytest.raises(BulkWriteError) as caught:
+        Organisation.objects.filter(cdms_pk=crm.key(NORTHWIND)).update(employees=88)
+    assert caught.value.ambiguous
+    assert all(error.ambiguous for _, error in caught.value.failed)
+    cdms_simulator.clear_faults()
+    assert crm.find("accounts", "name", NORTHWIND)[0]["numberofemployees"] == 88

@@ -12,11 +12,12 @@ import time
 import pytest
 from celery.signals import task_retry
 
+from cdms_api.simulator.seed import demo_key
 from core import celery_app
 from core.models import Contact, Organisation
 from migrator import remote
 from migrator.state import SyncState
-from migrator.tasks import resync_all, resync_model
+from migrator.tasks import resync_all, resync_model, verify_all
 from tests.resync_support import (
     accounts,
     load,
@@ -24,6 +25,7 @@ from tests.resync_support import (
     remote_state,
     resync_settings,
 )
+from tests.seeded import NORTHWIND
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT_S = 120
@@ -199,3 +201,18 @@ def test_beat_runs_the_incremental_resync_of_every_model_every_few_minutes():
     assert entry["task"] == "migrator.resync_all" == resync_all.name
     assert entry["schedule"] == float(os.environ.get("CDMS_RESYNC_EVERY_S", "300"))
     assert {"migrator.resync_all", "migrator.resync_model"} <= set(celery_app.tasks)
+
+
+def test_verify_all_runs_on_the_workers_and_beat_runs_it_every_day(cdms_simulator, remote_client):
+    run("core.Organisation")
+    remote_client.update("accounts", demo_key(NORTHWIND), {"numberofemployees": 3})
+    assert "core.Organisation" in verify_all.delay().get(timeout=WAIT_S)
+    deadline = time.monotonic() + WAIT_S
+    while not SyncState.objects.filter(model="core.Organisation", drift__isnull=False).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    state = SyncState.objects.get(model="core.Organisation")
+    assert state.drift == 1 and state.verify_report["counts"]["values differ"] == 1
+    entry = celery_app.conf.beat_schedule["cdms-verify"]
+    assert entry["task"] == "migrator.verify_all" == verify_all.name
+    assert entry["schedule"] == float(os.environ.get("CDMS_VERIFY_EVERY_S", "86400"))

@@ -164,6 +164,8 @@ def test_faults_apply_to_the_token_endpoint(cdms_simulator):
         {"times": -1},
         {"delay_ms": -5},
         {"status": 99},
+        {"chance": 0},
+        {"chance": 1.5},
         "not an object",
     ],
     ids=[
@@ -175,6 +177,8 @@ def test_faults_apply_to_the_token_endpoint(cdms_simulator):
         "times-negative",
         "negative-delay",
         "bad-status",
+        "chance-zero",
+        "chance-above-one",
         "not-an-object",
     ],
 )
@@ -306,7 +310,17 @@ def test_the_journal_records_each_request(api, cdms_simulator):
     ]
     for entry in entries:
         assert set(entry) == {
-            *("method", "path", "query", "status", "records", "duration_ms", "time", "client")
+            *(
+                "method",
+                "path",
+                "query",
+                "status",
+                "records",
+                "duration_ms",
+                "time",
+                "client",
+                "fault",
+            )
         }
         assert isinstance(entry["duration_ms"], float)
         assert 0 <= entry["duration_ms"] < 10_000
@@ -344,10 +358,25 @@ def test_the_journal_records_faults_and_drops(api, cdms_simulator):
     api.get(api.base + "accounts")
     with pytest.raises(requests.ConnectionError):
         api.get(api.base + "contacts")
-    assert [(e["path"], e["status"]) for e in cdms_simulator.journal()] == [
-        ("/api/data/v9.2/accounts", 503),
-        ("/api/data/v9.2/contacts", 599),
+    api.get(api.base + "accounts")
+    assert [(e["path"], e["status"], e["fault"]) for e in cdms_simulator.journal()] == [
+        ("/api/data/v9.2/accounts", 503, "503"),
+        ("/api/data/v9.2/contacts", 599, "drop"),
+        ("/api/data/v9.2/accounts", 200, None),
     ]
+
+
+def test_a_rule_with_a_chance_takes_that_share_of_requests_the_rest_go_on(api, cdms_simulator):
+    cdms_simulator.add_faults(
+        {"path": "/accounts$", "status": 503, "times": None, "chance": 0.25},
+        {"path": "/accounts$", "action": "pass", "delay_ms": 1, "times": None},
+    )
+    cdms_simulator.clear_journal()
+    for _ in range(200):
+        api.get(api.base + "accounts", params={"$select": "name", "$top": "1"})
+    kinds = [e["fault"] for e in cdms_simulator.journal()]
+    assert 20 <= kinds.count("503") <= 80
+    assert kinds.count("slow 1 ms") == 200 - kinds.count("503")
 
 
 def test_the_journal_leaves_out_the_control_api_and_delete_clears_it(api, cdms_simulator):

@@ -1,17 +1,33 @@
-"""``manage.py cdms_status``: each synced model's resync state at a glance."""
+"""``manage.py cdms_status``: each synced model's resync state and last verify at a glance,
+then the remote requests the metrics counted (every process's with ``PROMETHEUS_MULTIPROC_DIR``)."""
 
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
+from migrator.metrics import summary
 from migrator.state import SyncState
 from migrator.synced import synced_models
 
-COLUMNS = ("model", "mode", "status", "run", "last full", "last incremental", "lag", "counts")
+COLUMNS = (
+    "model",
+    "mode",
+    "status",
+    "run",
+    "last full",
+    "last incremental",
+    "lag",
+    "counts",
+    "verified",
+    "drift",
+)
 
 
 class Command(BaseCommand):
-    help = "Show each synced model's resync state: mode, last runs, lag, counts, last error."
+    help = (
+        "Show each synced model's resync state (mode, last runs, lag, counts, last error), "
+        "what the last cdms_verify found, and the remote requests counted (the metrics)."
+    )
 
     def handle(self, *args, **options) -> None:
         states = {state.model: state for state in SyncState.objects.all()}
@@ -20,7 +36,7 @@ class Command(BaseCommand):
             label = model._meta.label
             state = states.get(label)
             if state is None:
-                rows.append((label, "-", "never synced", "", "", "", "", ""))
+                rows.append((label, "-", "never synced", *[""] * (len(COLUMNS) - 3)))
                 continue
             rows.append(_row(state))
             if state.last_error:
@@ -34,6 +50,8 @@ class Command(BaseCommand):
             )
         for line in errors:
             self.stdout.write(line)
+        if (counted := summary()) is not None:
+            self.stdout.write(counted)
 
 
 def _row(state: SyncState) -> tuple:
@@ -50,6 +68,8 @@ def _row(state: SyncState) -> tuple:
         _when(state.last_incremental_at),
         _age(state.lag),
         counts,
+        _when(state.verified_at),
+        "" if state.drift is None else state.drift,
     )
 
 
