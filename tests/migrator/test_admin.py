@@ -355,14 +355,13 @@ def test_the_resync_button_says_when_the_broker_cannot_be_reached(staff, cdms_si
 
 @contextlib.contextmanager
 def broker_at(url: str):
-    """The example project's Celery app publishing to ``url``, its connection pools made anew."""
-    original = celery_app.conf.broker_url
+    """The example project's Celery app publishing to ``url`` through pools of its own; the
+    app's pools, which other tests' workers hold, are put back untouched."""
+    saved = celery_app.conf.broker_url, celery_app._pool, celery_app.amqp._producer_pool
     celery_app.conf.broker_url = url
-    celery_app.pool.force_close_all()
     celery_app._pool = celery_app.amqp._producer_pool = None
     try:
         yield
     finally:
-        celery_app.conf.broker_url = original
         celery_app.pool.force_close_all()
-        celery_app._pool = celery_app.amqp._producer_pool = None
+        celery_app.conf.broker_url, celery_app._pool, celery_app.amqp._producer_pool = saved
