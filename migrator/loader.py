@@ -8,6 +8,7 @@ at are written first (read by key when missing locally, or taken from ``$expand`
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("migrator")
 FOREIGN_KEY_DEPTH = 3
+CANONICAL_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class RemoteNullWarning(UserWarning):
@@ -147,6 +149,8 @@ def _warn_null(mapping: Mapping, fm: FieldMap, record: dict, outcome: str) -> No
 
 def key_of(value: Any) -> str:
     """A remote key in one spelling (lower case), however the remote wrote it."""
+    if isinstance(value, str) and CANONICAL_KEY.fullmatch(value):
+        return value  # as the Web API writes keys: nothing to redo
     return str(uuid.UUID(str(value)))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, models, router
@@ -40,10 +41,8 @@ def upsert(
         [f.column for f in fields if f.attname in updated],
         [meta.get_field(KEY).column],
     )
-    zipped = [(field.attname, _filler(field, now)) for field in fields]
-    preps = [field.get_db_prep_save for field in fields]
-    attnames = [field.attname for field in fields]
-    at_key = attnames.index(KEY)
+    # a value the same in every row (now, a constant default) is prepared once
+    fills = [_filler(field, now, connection) for field in fields]
     table = connection.ops.quote_name(meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -54,9 +53,14 @@ def upsert(
             chunk = items[start : start + per_statement]
             params = []
             for key, values in chunk:
-                row = [values[name] if name in values else fill() for name, fill in zipped]
-                row[at_key] = key
-                params += [prep(value, connection) for prep, value in zip(preps, row, strict=True)]
+                row = {**values, KEY: key}
+                for field, fill in zip(fields, fills, strict=True):
+                    if field.attname in row:
+                        params.append(field.get_db_prep_save(row[field.attname], connection))
+                    elif callable(fill):
+                        params.append(field.get_db_prep_save(fill(), connection))
+                    else:
+                        params.append(fill[0])
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES "
                 f"{', '.join([row_marks] * len(chunk))} {suffix}",
@@ -64,15 +68,22 @@ def upsert(
             )
 
 
-def _filler(field: models.Field, now: dt.datetime):
-    """The value of a field a row's values leave out, as Django's ``pre_save`` gives it."""
+def _filler(field: models.Field, now: dt.datetime, connection: Any) -> Callable | tuple:
+    """What a field a row's values leave out holds, as Django's ``pre_save`` gives it: a
+    callable default, or a 1-tuple of the value prepared once (``now`` for ``auto_now`` and
+    ``auto_now_add``, a constant default)."""
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         if isinstance(field, models.DateTimeField):
-            return lambda: now
-        if isinstance(field, models.DateField):
-            return lambda: now.date()
-        return lambda: now.time()
-    return field.get_default
+            value = now
+        elif isinstance(field, models.DateField):
+            value = now.date()
+        else:
+            value = now.time()
+    elif callable(field.default):
+        return field.get_default
+    else:
+        value = field.get_default()
+    return (field.get_db_prep_save(value, connection),)
 
 
 def _rows_per_statement(connection: Any, columns: int) -> int:
