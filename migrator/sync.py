@@ -29,11 +29,11 @@ from django.db import models
 from django.db.models.sql.query import Query
 
 from cdms_api import odata
-from cdms_api.errors import CDMSNotSupported
+from cdms_api.errors import CDMSNotSupported, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
-from .loader import load
+from .loader import key_of, load
 from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
@@ -117,7 +117,9 @@ def refresh(query: Query) -> None:
     model = query.model
     plan = _resolved(plan_for(query))
     seen = set()
-    if plan.filter is not odata.FALSE:
+    if (keyed := _read_by_key(model, plan)) is not None:
+        seen = keyed
+    elif plan.filter is not odata.FALSE:
         limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
         records = remote.client().iter(
             model.cdms.entity_set,
@@ -139,6 +141,8 @@ def refresh(query: Query) -> None:
                     "exactly at any size."
                 )
     _backfill(query, plan, seen)
+    if getattr(query, "cdms_exists", False) and plan.top is not None and _selects_any(query, seen):
+        return  # exists(): a record the exact read returned is stored and matches: True
     # The read answered for every key of its filter unless $top cut it short: only then is a
     # key it did not return known to be gone.
     cut_short = plan.top is not None and len(seen) >= plan.top
@@ -152,6 +156,27 @@ def refresh(query: Query) -> None:
             delete_local(model, gone)
         if stale - answered:
             recheck(model, stale - answered, plan.refresh)
+
+
+def _read_by_key(model: type[CDMSModel], plan: RemotePlan) -> set[str] | None:
+    """A read of one record whose row is stored (``get(pk=...)``): a keyed GET with
+    ``If-None-Match`` on the stored ETag, which the remote answers 304, and nothing is
+    written, while the record is unchanged. Returns the key when the record is there, nothing
+    when it is gone; None when the plan is no such read (the filtered read does it)."""
+    if plan.keys is None or len(plan.keys) != 1 or plan.expand:
+        return None
+    key = key_of(next(iter(plan.keys)))
+    etag = local.rows(model).filter(cdms_pk=key).values_list("cdms_etag", flat=True).first()
+    if not etag:
+        return None
+    mapping = model.cdms
+    try:
+        record = remote.client().get(mapping.entity_set, key, select=mapping.select, etag=etag)
+    except NotFound:
+        return set()
+    if record is not None:
+        load(model, [record], refresh=plan.refresh)
+    return {key}
 
 
 def _resolved(plan: RemotePlan) -> RemotePlan:
@@ -239,6 +264,16 @@ def window_keys(query: Query) -> set[str]:
     pks = models.QuerySet(query.model, query=window).values("pk")
     keys = local.rows(query.model).filter(pk__in=pks).values_list("cdms_pk", flat=True)
     return {str(key) for key in keys if key is not None}
+
+
+def _selects_any(query: Query, keys: set[str]) -> bool:
+    """Whether the local query, its slice aside, selects a row of one of ``keys``."""
+    if not keys:
+        return False
+    selected = local_query(query)
+    selected.clear_limits()
+    pks = models.QuerySet(query.model, query=selected).values("pk")
+    return local.rows(query.model).filter(pk__in=pks, cdms_pk__in=keys).exists()
 
 
 def _pages(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
