@@ -11,6 +11,7 @@ import logging
 import re
 import uuid
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dateutil.parser import isoparse
@@ -37,8 +38,22 @@ class RemoteNullWarning(UserWarning):
     fields (``migrator.W001``)."""
 
 
+@dataclass
+class Stored:
+    """The ETags of rows a read is expected to return, read before it (remote key -> ETag):
+    ``load`` compares the records' ETags with them rather than read them again, and notes
+    whether it wrote anything."""
+
+    etags: dict[str, str]
+    wrote: bool = False
+
+
 def load(
-    model: type[CDMSModel], records: list[dict], depth: int = 0, refresh: dict | None = None
+    model: type[CDMSModel],
+    records: list[dict],
+    depth: int = 0,
+    refresh: dict | None = None,
+    stored: Stored | None = None,
 ) -> set[str]:
     """Write a page of remote records locally in one bulk write: create the new, update the
     changed, skip those whose ETag is the one stored. Returns the keys of the records (all
@@ -48,7 +63,9 @@ def load(
     out: their rows are gone locally, and their remote delete is on its way."""
     keyed = _keyed(model, records)
     deleting = {key for key, kind in local.pending(model).items() if kind == "delete"}
-    _write(model, {k: r for k, r in keyed.items() if k not in deleting}, depth, refresh)
+    kept = {k: r for k, r in keyed.items() if k not in deleting}
+    if _write(model, kept, depth, refresh, stored.etags if stored else {}) and stored:
+        stored.wrote = True
     return set(keyed)
 
 
@@ -56,7 +73,7 @@ def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, An
     """Store the records writes returned (one bulk write, as ``load``) and give each one's
     local values, by key, for the instances that were written."""
     keyed = _keyed(model, records)
-    written = _write(model, keyed, 0, {})
+    written = _write(model, keyed, 0, {}, {})
     rest = {key: record for key, record in keyed.items() if key not in written}
     if rest:  # already stored, by a read that came first: the values still go to the instances
         related = _related_ids(model, list(rest.values()), 0, {})
@@ -72,15 +89,21 @@ def _keyed(model: type[CDMSModel], records: list[dict]) -> dict[str, dict]:
 
 
 def _write(
-    model: type[CDMSModel], keyed: dict[str, dict], depth: int, refresh: dict | None
+    model: type[CDMSModel],
+    keyed: dict[str, dict],
+    depth: int,
+    refresh: dict | None,
+    known: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
     """``load``'s bulk write; returns the local values written, by key. The ETags stored are
-    compared without building the rows."""
+    compared without building the rows; those ``known`` are not read again."""
     mapping = model.cdms
     records = list(keyed.values())
     related = _related_ids(model, records, depth, refresh or {})  # may write some records first
-    stored = local.rows(model).filter(cdms_pk__in=list(keyed)).values_list("cdms_pk", "cdms_etag")
-    etags = {str(key): etag for key, etag in stored}
+    etags = {key: known[key] for key in keyed if key in known}
+    if unknown := [key for key in keyed if key not in known]:
+        stored = local.rows(model).filter(cdms_pk__in=unknown).values_list("cdms_pk", "cdms_etag")
+        etags.update((str(key), etag) for key, etag in stored)
     written = {}
     for key, record in keyed.items():
         if key in etags and etags[key] == record.get("@odata.etag"):

@@ -33,7 +33,7 @@ from cdms_api.errors import CDMSNotSupported, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
-from .loader import key_of, load
+from .loader import Stored, key_of, load
 from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
@@ -116,10 +116,11 @@ def refresh(query: Query) -> None:
         return
     model = query.model
     plan = _resolved(plan_for(query))
-    seen = set()
+    seen, stored = set(), None
     if (keyed := _read_by_key(model, plan)) is not None:
         seen = keyed
     elif plan.filter is not odata.FALSE:
+        stored = Stored(window_etags(query))
         limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
         records = remote.client().iter(
             model.cdms.entity_set,
@@ -131,7 +132,7 @@ def refresh(query: Query) -> None:
         )
         for page in _pages(records, remote.client().page_size):
             room = limit - len(seen)
-            seen.update(load(model, page[:room], refresh=plan.refresh))
+            seen.update(load(model, page[:room], refresh=plan.refresh, stored=stored))
             if len(page) > room:
                 raise SyncLimitExceeded(
                     f"More than {limit} {model.cdms.entity_set} records match a read of "
@@ -150,12 +151,16 @@ def refresh(query: Query) -> None:
     checked = set(seen) | set(local.pending(model))  # as the open migrator.atomic() left them
     # A recheck that deletes or updates rows can bring other rows into the window (a parent
     # deleted sets its subsidiaries' parent to null): check until every row in it is fresh.
-    while stale := window_keys(query) - checked:
+    # A read that wrote nothing, and synced no related rows, left the window as it was.
+    unchanged = stored is not None and not (stored.wrote or plan.backfill or plan.refresh)
+    window = set(stored.etags) if unchanged else window_keys(query)
+    while stale := window - checked:
         checked |= stale
         if gone := stale & answered:
             delete_local(model, gone)
         if stale - answered:
             recheck(model, stale - answered, plan.refresh)
+        window = window_keys(query)
 
 
 def _read_by_key(model: type[CDMSModel], plan: RemotePlan) -> set[str] | None:
@@ -250,6 +255,11 @@ def window_keys(query: Query) -> set[str]:
     """Remote keys of the local rows the query can return or depends on: those its conditions
     select, up to the end of its slice (the rows before an offset decide the window); every
     row its conditions select when it groups or aggregates."""
+    return set(window_etags(query))
+
+
+def window_etags(query: Query) -> dict[str, str]:
+    """``window_keys``, each with the ETag its row holds."""
     window = local_query(query)
     if window.group_by is not None or window.distinct_fields:
         window.group_by = None
@@ -262,8 +272,8 @@ def window_keys(query: Query) -> set[str]:
         window.clear_limits()
         window.set_limits(high=high)
     pks = models.QuerySet(query.model, query=window).values("pk")
-    keys = local.rows(query.model).filter(pk__in=pks).values_list("cdms_pk", flat=True)
-    return {str(key) for key in keys if key is not None}
+    rows = local.rows(query.model).filter(pk__in=pks).values_list("cdms_pk", "cdms_etag")
+    return {str(key): etag for key, etag in rows if key is not None}
 
 
 def _selects_any(query: Query, keys: set[str]) -> bool:
