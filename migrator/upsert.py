@@ -1,6 +1,8 @@
 """One bulk ``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` of the loader's rows, through the
 connection's cursor: what ``bulk_create(update_conflicts=True)`` stores, without model
-instances, and without Django's insert compiler preparing every value again per statement.
+instances, and without Django's insert compiler preparing every value again per statement. On
+PostgreSQL the values go as one array per column (``unnest``); elsewhere as a multi-row
+``VALUES`` of as many rows as the bound parameters allow.
 
 Every value still goes through its field's ``get_db_prep_save``, so it is stored exactly as
 Django stores it. A new row takes the defaults of the fields the mapping does not fill, and
@@ -18,7 +20,6 @@ from django.db import connections, models, router
 from django.db.models.constants import OnConflict
 
 KEY = "cdms_pk"
-POSTGRESQL_PARAMETERS = 65535
 
 
 def upsert(
@@ -43,28 +44,36 @@ def upsert(
     )
     # a value the same in every row (now, a constant default) is prepared once
     fills = [_filler(field, now, connection) for field in fields]
-    table = connection.ops.quote_name(meta.db_table)
+    prepared = []
+    for key, values in rows.items():
+        row = {**values, KEY: key}
+        prepared.append(
+            [
+                field.get_db_prep_save(row[field.attname], connection)
+                if field.attname in row
+                else field.get_db_prep_save(fill(), connection)
+                if callable(fill)
+                else fill[0]
+                for field, fill in zip(fields, fills, strict=True)
+            ]
+        )
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = _rows_per_statement(connection, len(fields))
-    items = list(rows.items())
+    head = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns})"
     with connection.cursor() as cursor:
-        for start in range(0, len(items), per_statement):
-            chunk = items[start : start + per_statement]
-            params = []
-            for key, values in chunk:
-                row = {**values, KEY: key}
-                for field, fill in zip(fields, fills, strict=True):
-                    if field.attname in row:
-                        params.append(field.get_db_prep_save(row[field.attname], connection))
-                    elif callable(fill):
-                        params.append(field.get_db_prep_save(fill(), connection))
-                    else:
-                        params.append(fill[0])
+        if connection.vendor == "postgresql":  # one statement, one array per column
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES "
-                f"{', '.join([row_marks] * len(chunk))} {suffix}",
-                params,
+                f"{head} SELECT * FROM unnest({arrays}) {suffix}",
+                [list(column) for column in zip(*prepared, strict=True)],
+            )
+            return
+        row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_statement = _rows_per_statement(connection, len(fields))
+        for start in range(0, len(prepared), per_statement):
+            chunk = prepared[start : start + per_statement]
+            cursor.execute(
+                f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}",
+                [value for row in chunk for value in row],
             )
 
 
@@ -88,8 +97,8 @@ def _filler(field: models.Field, now: dt.datetime, connection: Any) -> Callable 
 
 def _rows_per_statement(connection: Any, columns: int) -> int:
     """As many rows as one statement's bound parameters allow: SQLite's limit as compiled
-    (Django assumes 999), else the backend's, else PostgreSQL's protocol limit."""
-    limit = connection.features.max_query_params or POSTGRESQL_PARAMETERS
+    (Django assumes 999), else the backend's."""
+    limit = connection.features.max_query_params or 65535
     if connection.vendor == "sqlite":
         connection.ensure_connection()
         limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
