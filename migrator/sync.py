@@ -117,30 +117,10 @@ def refresh(query: Query) -> None:
     model = query.model
     plan = _resolved(plan_for(query))
     seen, stored = set(), None
-    if (keyed := _read_by_key(model, plan)) is not None:
-        seen = keyed
-    elif plan.filter is not odata.FALSE:
+    if plan.filter is not odata.FALSE:
         stored = Stored(window_etags(query))
-        limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
-        records = remote.client().iter(
-            model.cdms.entity_set,
-            filter=None if plan.filter is odata.TRUE else plan.filter,
-            select=model.cdms.select,
-            orderby=plan.orderby or None,
-            top=min(plan.top, limit + 1) if plan.top is not None else limit + 1,
-            expand=plan.expand or None,
-        )
-        for page in _pages(records, remote.client().page_size):
-            room = limit - len(seen)
-            seen.update(load(model, page[:room], refresh=plan.refresh, stored=stored))
-            if len(page) > room:
-                raise SyncLimitExceeded(
-                    f"More than {limit} {model.cdms.entity_set} records match a read of "
-                    f"{model.__name__}, the most one read brings in (CDMS['MAX_SYNC_ROWS']): its "
-                    "answer would be incomplete. Narrow the query, raise the limit, or back the "
-                    "model's reads by the change feed (CDMS.reads = 'changes'), which answers "
-                    "exactly at any size."
-                )
+        keyed = _read_by_key(model, plan, stored)
+        seen = keyed if keyed is not None else _read(model, plan, stored)
     _backfill(query, plan, seen)
     if getattr(query, "cdms_exists", False) and plan.top is not None and _selects_any(query, seen):
         return  # exists(): a record the exact read returned is stored and matches: True
@@ -163,15 +143,41 @@ def refresh(query: Query) -> None:
         window = window_keys(query)
 
 
-def _read_by_key(model: type[CDMSModel], plan: RemotePlan) -> set[str] | None:
-    """A read of one record whose row is stored (``get(pk=...)``): a keyed GET with
+def _read(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str]:
+    """The filtered read, stored page by page; returns the keys read."""
+    seen: set[str] = set()
+    limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
+    records = remote.client().iter(
+        model.cdms.entity_set,
+        filter=None if plan.filter is odata.TRUE else plan.filter,
+        select=model.cdms.select,
+        orderby=plan.orderby or None,
+        top=min(plan.top, limit + 1) if plan.top is not None else limit + 1,
+        expand=plan.expand or None,
+    )
+    for page in _pages(records, remote.client().page_size):
+        room = limit - len(seen)
+        seen.update(load(model, page[:room], refresh=plan.refresh, stored=stored))
+        if len(page) > room:
+            raise SyncLimitExceeded(
+                f"More than {limit} {model.cdms.entity_set} records match a read of "
+                f"{model.__name__}, the most one read brings in (CDMS['MAX_SYNC_ROWS']): its "
+                "answer would be incomplete. Narrow the query, raise the limit, or back the "
+                "model's reads by the change feed (CDMS.reads = 'changes'), which answers "
+                "exactly at any size."
+            )
+    return seen
+
+
+def _read_by_key(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str] | None:
+    """A read of one record whose row the query selects (``get(pk=...)``): a keyed GET with
     ``If-None-Match`` on the stored ETag, which the remote answers 304, and nothing is
     written, while the record is unchanged. Returns the key when the record is there, nothing
     when it is gone; None when the plan is no such read (the filtered read does it)."""
     if plan.keys is None or len(plan.keys) != 1 or plan.expand:
         return None
     key = key_of(next(iter(plan.keys)))
-    etag = local.rows(model).filter(cdms_pk=key).values_list("cdms_etag", flat=True).first()
+    etag = stored.etags.get(key)
     if not etag:
         return None
     mapping = model.cdms
@@ -180,7 +186,7 @@ def _read_by_key(model: type[CDMSModel], plan: RemotePlan) -> set[str] | None:
     except NotFound:
         return set()
     if record is not None:
-        load(model, [record], refresh=plan.refresh)
+        load(model, [record], refresh=plan.refresh, stored=stored)
     return {key}
 
 
