@@ -109,15 +109,19 @@ class CDMSClient:
         key: str | uuid.UUID,
         select: Iterable[str] | None = None,
         expand: Iterable[str] | None = None,
-    ) -> dict[str, Any]:
+        etag: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The record; with ``etag`` (``If-None-Match``), None when it still has that ETag
+        (304 Not Modified: no body)."""
         params = _query_options(select=select, expand=expand)
+        headers = {"Prefer": LOOKUP_NAMES}
+        if etag:
+            headers["If-None-Match"] = etag
         response = self.session.request(
-            "GET",
-            entity_path(entity_set, key),
-            params=params,
-            idempotent=True,
-            headers={"Prefer": LOOKUP_NAMES},
+            "GET", entity_path(entity_set, key), params=params, idempotent=True, headers=headers
         )
+        if response.status_code == 304:
+            return None
         return self.session.json(response)
 
     def iter(

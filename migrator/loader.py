@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dateutil.parser import isoparse
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from cdms_api import odata
@@ -25,12 +27,14 @@ from cdms_api.errors import MalformedResponse
 from . import local, remote
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
+from .upsert import upsert
 
 if TYPE_CHECKING:
     from .models import CDMSModel
 
 logger = logging.getLogger("migrator")
 FOREIGN_KEY_DEPTH = 3
+CANONICAL_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class RemoteNullWarning(UserWarning):
@@ -39,8 +43,22 @@ class RemoteNullWarning(UserWarning):
     fields (``migrator.W001``)."""
 
 
+@dataclass
+class Stored:
+    """The ETags of rows a read is expected to return, read before it (remote key -> ETag):
+    ``load`` compares the records' ETags with them rather than read them again, and notes
+    whether it wrote anything."""
+
+    etags: dict[str, str]
+    wrote: bool = False
+
+
 def load(
-    model: type[CDMSModel], records: list[dict], depth: int = 0, refresh: dict | None = None
+    model: type[CDMSModel],
+    records: list[dict],
+    depth: int = 0,
+    refresh: dict | None = None,
+    stored: Stored | None = None,
 ) -> set[str]:
     """Write a page of remote records locally in one bulk write: create the new, update the
     changed, skip those whose ETag is the one stored. Returns the keys of the records (all
@@ -50,10 +68,11 @@ def load(
     out: their rows are gone locally, and their remote delete is on its way."""
     deleting = {key for key, kind in local.pending(model).items() if kind == "delete"}
     with answered(model):
-        keys = [key_of(r[model.cdms.key]) for r in records]
-        kept = [r for r, k in zip(records, keys, strict=True) if k not in deleting]
-        _write(model, kept, depth, refresh)
-    return set(keys)
+        keyed = _keyed(model, records)
+        kept = {k: r for k, r in keyed.items() if k not in deleting}
+        if _write(model, kept, depth, refresh, stored.etags if stored else {}) and stored:
+            stored.wrote = True
+    return set(keyed)
 
 
 def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
@@ -64,61 +83,67 @@ def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, An
 
 
 def _store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
-    written = _write(model, records, 0, {})
-    rest = [r for r in records if key_of(r[model.cdms.key]) not in written]
+    keyed = _keyed(model, records)
+    written = _write(model, keyed, 0, {}, {})
+    rest = {key: record for key, record in keyed.items() if key not in written}
     if rest:  # already stored, by a read that came first: the values still go to the instances
-        related = _related_ids(model, rest, 0, {})
-        for record in rest:
-            written[key_of(record[model.cdms.key])] = values_of(model.cdms, record, related)[0]
+        related = _related_ids(model, list(rest.values()), 0, {})
+        for key, record in rest.items():
+            written[key] = values_of(model.cdms, record, related)[0]
     return written
 
 
+def _keyed(model: type[CDMSModel], records: list[dict]) -> dict[str, dict]:
+    """The records by their key, canonicalised once."""
+    key = model.cdms.key
+    return {key_of(record[key]): record for record in records}
+
+
 def _write(
-    model: type[CDMSModel], records: list[dict], depth: int, refresh: dict | None
+    model: type[CDMSModel],
+    keyed: dict[str, dict],
+    depth: int,
+    refresh: dict | None,
+    known: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
-    """``load``'s bulk write; returns the local values written, by key."""
+    """``load``'s bulk write; returns the local values written, by key. The ETags stored are
+    compared without building the rows; those ``known`` are not read again."""
     mapping = model.cdms
-    keys = [key_of(r[mapping.key]) for r in records]
+    records = list(keyed.values())
     related = _related_ids(model, records, depth, refresh or {})  # may write some records first
-    existing = {str(row.cdms_pk): row for row in local.rows(model).filter(cdms_pk__in=keys)}
-    now = timezone.now()
-    new, changed, written = [], [], {}
-    for record, key in zip(records, keys, strict=True):
-        row = existing.get(key)
-        if row is not None and row.cdms_etag == record.get("@odata.etag"):
+    etags = {key: known[key] for key in keyed if key in known}
+    if unknown := [key for key in keyed if key not in known]:
+        stored = local.rows(model).filter(cdms_pk__in=unknown).values_list("cdms_pk", "cdms_etag")
+        etags.update((str(key), etag) for key, etag in stored)
+    written = {}
+    for key, record in keyed.items():
+        if key in etags and etags[key] == record.get("@odata.etag"):
             continue
         values, unheld = values_of(mapping, record, related)
         if unheld:
             _warn_null(mapping, unheld[0], record, "the record is not stored locally")
             continue
         written[key] = values
-        if row is None:
-            new.append(model(cdms_pk=key, **values))
-        else:
-            for attname, value in values.items():
-                setattr(row, attname, value)
-            row.modified = now
-            changed.append(row)
-    if new or changed:
-        fields = [
-            "cdms_etag",
-            "cdms_modified",
-            "modified",
-            *(fm.field.attname for fm in mapping.fields),
-        ]
-        with transaction.atomic():
-            # another process may have brought the same record in meanwhile: its row is updated
-            local.rows(model).bulk_create(
-                new,
-                batch_size=500,
-                update_conflicts=True,
-                unique_fields=["cdms_pk"],
-                update_fields=fields,
-            )
-            local.rows(model).bulk_update(changed, fields, batch_size=500)
-            _link_within(model, records, [*new, *changed])
-        transaction.on_commit(partial(count_loaded, model, len(new), len(changed)))
+    if written:
+        # another process may have brought the same record in meanwhile: its row is updated
+        fields = ["cdms_etag", "cdms_modified", *(fm.field.attname for fm in mapping.fields)]
+        now = timezone.now()
+        with transaction.atomic(using=router.db_for_write(model)):
+            # Rows are locked in one order, their primary key's, by every page writer (here
+            # and ``inbound.write_page``), and new ones inserted in key order: two writers of
+            # overlapping pages wait, never deadlock.
+            _lock_in_order(model, written)
+            upsert(model, dict(sorted(written.items())), fields, now)
+            _link_within(model, keyed, written, now)
+        created = sum(key not in etags for key in written)
+        transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
     return written
+
+
+def _lock_in_order(model: type[CDMSModel], keys: Iterable[str]) -> None:
+    if connections[router.db_for_write(model)].features.has_select_for_update:
+        rows = local.rows(model).select_for_update().filter(cdms_pk__in=list(keys))
+        list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def values_of(
@@ -159,19 +184,6 @@ def record_values(model: type[CDMSModel], record: dict) -> dict[str, Any]:
     return values
 
 
-@contextlib.contextmanager
-def answered(model: type[CDMSModel]) -> Iterator[None]:
-    """Records the remote answered that cannot be converted (not objects, no key, a value of
-    the wrong type) are ``MalformedResponse``; the caller's transaction rolls back."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
-        raise MalformedResponse(
-            f"{model.cdms.entity_set}: a record the remote answered cannot be stored "
-            f"({type(error).__name__}: {error})"
-        ) from error
-
-
 def _warn_null(mapping: Mapping, fm: FieldMap, record: dict, outcome: str) -> None:
     message = (
         f"{mapping.entity_set}({record.get(mapping.key)}) has null in '{fm.remote}', which "
@@ -184,6 +196,8 @@ def _warn_null(mapping: Mapping, fm: FieldMap, record: dict, outcome: str) -> No
 
 def key_of(value: Any) -> str:
     """A remote key in one spelling (lower case), however the remote wrote it."""
+    if isinstance(value, str) and CANONICAL_KEY.fullmatch(value):
+        return value  # as the Web API writes keys: nothing to redo
     return str(uuid.UUID(str(value)))
 
 
@@ -191,39 +205,39 @@ def _modifiedon(value: str | None):
     return isoparse(value) if value else None
 
 
-def _link_within(model: type[CDMSModel], records: list[dict], rows: list) -> None:
+def _link_within(
+    model: type[CDMSModel], keyed: dict[str, dict], written: dict[str, dict], now
+) -> None:
     """Lookups from a model to itself whose target came in the same page (a parent and its
     subsidiary read together): set once both rows exist, in one more bulk write."""
     lookups = [fm for fm in model.cdms.fields if fm.is_lookup and fm.target is model]
-    if not lookups or not rows:
+    if not lookups:
         return
-    by_key = {key_of(r[model.cdms.key]): r for r in records}
-    wanted = {
-        key_of(key)
-        for row in rows
-        for fm in lookups
-        if (key := fm.lookup_key(by_key[str(row.cdms_pk)]))
-    }
-    ids = _local_ids(model, wanted)
+    pointing = {}  # key -> {lookup's attname: the key it points at}
+    for key in written:
+        targets = {
+            fm.field.attname: key_of(target)
+            for fm in lookups
+            if (target := fm.lookup_key(keyed[key]))
+        }
+        if targets:
+            pointing[key] = targets
+    ids = _local_ids(model, {target for t in pointing.values() for target in t.values()})
     every_lookup = [fm for fm in model.cdms.fields if fm.is_lookup]
-    linked = []
-    for row in rows:
-        record = by_key[str(row.cdms_pk)]
-        keys = {fm.field.name: fm.lookup_key(record) for fm in lookups}
-        if not any(ids.get(key_of(key)) for key in keys.values() if key):
+    linked = {}
+    for key, targets in pointing.items():
+        if not any(ids.get(target) for target in targets.values()):
             continue
-        for fm in lookups:
-            if keys[fm.field.name]:
-                setattr(row, fm.field.attname, ids.get(key_of(keys[fm.field.name])))
+        record, values = keyed[key], {**written[key]}
+        for attname, target in targets.items():
+            values[attname] = ids.get(target)
         if all(
-            getattr(row, fm.field.attname) is not None or not fm.lookup_key(record)
-            for fm in every_lookup
+            values[fm.field.attname] is not None or not fm.lookup_key(record) for fm in every_lookup
         ):
-            row.cdms_etag = record.get("@odata.etag", "")  # resolved after all
-        linked.append(row)
-    if linked:
-        fields = ["cdms_etag", *(fm.field.attname for fm in lookups)]
-        local.rows(model).bulk_update(linked, fields)
+            values["cdms_etag"] = record.get("@odata.etag", "")  # resolved after all
+        linked[key] = values
+    fields = ["cdms_etag", *(fm.field.attname for fm in lookups)]
+    upsert(model, linked, fields, now)
 
 
 def _local_ids(model: type[models.Model], keys: set[str]) -> dict[str, Any]:
@@ -252,8 +266,8 @@ def _related_ids(
             refreshed = False
         known = _local_ids(target, wanted)
         missing = set(wanted) if refreshed else wanted - set(known)
-        if target is model:
-            missing -= {key_of(r[model.cdms.key]) for r in records}  # written in this same page
+        if missing and target is model:
+            missing -= set(_keyed(model, records))  # written in this same page
         if missing and depth < FOREIGN_KEY_DEPTH:
             fetched = list(
                 remote.client().iter(
@@ -266,3 +280,16 @@ def _related_ids(
             known.update(_local_ids(target, missing))
         result[fm.field.name] = known
     return result
+
+
+@contextlib.contextmanager
+def answered(model: type[CDMSModel]) -> Iterator[None]:
+    """Records the remote answered that cannot be converted (not objects, no key, a value of
+    the wrong type) are ``MalformedResponse``; the caller's transaction rolls back."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as error:
+        raise MalformedResponse(
+            f"{model.cdms.entity_set}: a record the remote answered cannot be stored "
+            f"({type(error).__name__}: {error})"
+        ) from error

@@ -25,6 +25,7 @@ class CDMSQuery(Query):
     clones keep the flag."""
 
     cdms_sync = True
+    cdms_exists = False  # the query of exists(), which one matching row answers
 
     def get_compiler(self, using=None, connection=None, elide_empty=True) -> SQLCompiler:
         compiler = super().get_compiler(using, connection, elide_empty)
@@ -41,6 +42,13 @@ class CDMSQuery(Query):
             refresh(self)
             self.cdms_sync = False  # a throwaway clone: the aggregation itself runs locally
         return super().get_aggregation(using, aggregate_exprs)
+
+    def has_results(self, using: str) -> bool:
+        """``exists()``: its query is answered once a record the remote read returned is
+        among the rows it selects (``sync.refresh``)."""
+        query = self.exists()
+        query.cdms_exists = True
+        return query.get_compiler(using=using).has_results()
 
 
 _SYNCING: dict[type[SQLCompiler], type[SQLCompiler]] = {}

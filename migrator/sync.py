@@ -29,11 +29,11 @@ from django.db import models
 from django.db.models.sql.query import Query
 
 from cdms_api import odata
-from cdms_api.errors import CDMSNotSupported
+from cdms_api.errors import CDMSNotSupported, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
-from .loader import load
+from .loader import Stored, key_of, load
 from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
@@ -117,38 +117,28 @@ def refresh(query: Query) -> None:
         return
     model = query.model
     plan = _resolved(plan_for(query))
-    seen = set()
+    seen, stored = set(), None
     if plan.filter is not odata.FALSE:
-        limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
-        records = remote.client().iter(
-            model.cdms.entity_set,
-            filter=None if plan.filter is odata.TRUE else plan.filter,
-            select=model.cdms.select,
-            orderby=plan.orderby or None,
-            top=min(plan.top, limit + 1) if plan.top is not None else limit + 1,
-            expand=plan.expand or None,
-        )
-        for page in _pages(records, remote.client().page_size):
-            room = limit - len(seen)
-            seen.update(load(model, page[:room], refresh=plan.refresh))
-            if len(page) > room:
-                raise SyncLimitExceeded(
-                    f"More than {limit} {model.cdms.entity_set} records match a read of "
-                    f"{model.__name__}, the most one read brings in (CDMS['MAX_SYNC_ROWS']): its "
-                    "answer would be incomplete. Narrow the query, raise the limit, or back the "
-                    "model's reads by the change feed (CDMS.reads = 'changes'), which answers "
-                    "exactly at any size."
-                )
+        stored = Stored(window_etags(query))
+        keyed = _read_by_key(model, plan, stored)
+        seen = keyed if keyed is not None else _read(model, plan, stored)
     _backfill(query, plan, seen)
+    if getattr(query, "cdms_exists", False) and plan.top is not None and _selects_any(query, seen):
+        # exists(): a record the exact read returned is stored and matches: True
+        _decided_read(model, plan, seen, note="exists() answered by the record read")
+        return
     # The read answered for every key of its filter unless $top cut it short: only then is a
     # key it did not return known to be gone.
     cut_short = plan.top is not None and len(seen) >= plan.top
     answered = plan.keys if plan.keys is not None and not cut_short else frozenset()
     checked = set(seen) | set(local.pending(model))  # as the open migrator.atomic() left them
-    rechecked = deleted = 0
     # A recheck that deletes or updates rows can bring other rows into the window (a parent
     # deleted sets its subsidiaries' parent to null): check until every row in it is fresh.
-    while stale := window_keys(query) - checked:
+    # A read that wrote nothing, and synced no related rows, left the window as it was.
+    unchanged = stored is not None and not (stored.wrote or plan.backfill or plan.refresh)
+    window = set(stored.etags) if unchanged else window_keys(query)
+    rechecked = deleted = 0
+    while stale := window - checked:
         checked |= stale
         if gone := stale & answered:
             delete_local(model, gone)
@@ -156,6 +146,11 @@ def refresh(query: Query) -> None:
         if stale - answered:
             recheck(model, stale - answered, plan.refresh)
             rechecked += len(stale - answered)
+        window = window_keys(query)
+    _decided_read(model, plan, seen, rechecked=rechecked, deleted=deleted)
+
+
+def _decided_read(model: type[CDMSModel], plan: RemotePlan, seen: set[str], **fields) -> None:
     _decided(
         model,
         "none" if plan.filter is odata.FALSE else "filtered",
@@ -164,8 +159,7 @@ def refresh(query: Query) -> None:
         expand=plan.expand or None,
         related=len(plan.related),
         records=len(seen),
-        rechecked=rechecked,
-        deleted=deleted,
+        **fields,
     )
 
 
@@ -175,6 +169,53 @@ def _decided(model: type[CDMSModel], read: str, **fields) -> None:
     fields = {"model": model._meta.label, "read": read, **fields}
     text = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k != "model")
     logger.debug("%s: sync %s", model._meta.label, text, extra={"cdms": fields})
+
+
+def _read(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str]:
+    """The filtered read, stored page by page; returns the keys read."""
+    seen: set[str] = set()
+    limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
+    records = remote.client().iter(
+        model.cdms.entity_set,
+        filter=None if plan.filter is odata.TRUE else plan.filter,
+        select=model.cdms.select,
+        orderby=plan.orderby or None,
+        top=min(plan.top, limit + 1) if plan.top is not None else limit + 1,
+        expand=plan.expand or None,
+    )
+    for page in _pages(records, remote.client().page_size):
+        room = limit - len(seen)
+        seen.update(load(model, page[:room], refresh=plan.refresh, stored=stored))
+        if len(page) > room:
+            raise SyncLimitExceeded(
+                f"More than {limit} {model.cdms.entity_set} records match a read of "
+                f"{model.__name__}, the most one read brings in (CDMS['MAX_SYNC_ROWS']): its "
+                "answer would be incomplete. Narrow the query, raise the limit, or back the "
+                "model's reads by the change feed (CDMS.reads = 'changes'), which answers "
+                "exactly at any size."
+            )
+    return seen
+
+
+def _read_by_key(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str] | None:
+    """A read of one record whose row the query selects (``get(pk=...)``): a keyed GET with
+    ``If-None-Match`` on the stored ETag, which the remote answers 304, and nothing is
+    written, while the record is unchanged. Returns the key when the record is there, nothing
+    when it is gone; None when the plan is no such read (the filtered read does it)."""
+    if plan.keys is None or len(plan.keys) != 1 or plan.expand:
+        return None
+    key = key_of(next(iter(plan.keys)))
+    etag = stored.etags.get(key)
+    if not etag:
+        return None
+    mapping = model.cdms
+    try:
+        record = remote.client().get(mapping.entity_set, key, select=mapping.select, etag=etag)
+    except NotFound:
+        return set()
+    if record is not None:
+        load(model, [record], refresh=plan.refresh, stored=stored)
+    return {key}
 
 
 def _resolved(plan: RemotePlan) -> RemotePlan:
@@ -248,6 +289,11 @@ def window_keys(query: Query) -> set[str]:
     """Remote keys of the local rows the query can return or depends on: those its conditions
     select, up to the end of its slice (the rows before an offset decide the window); every
     row its conditions select when it groups or aggregates."""
+    return set(window_etags(query))
+
+
+def window_etags(query: Query) -> dict[str, str]:
+    """``window_keys``, each with the ETag its row holds."""
     window = local_query(query)
     if window.group_by is not None or window.distinct_fields:
         window.group_by = None
@@ -260,8 +306,18 @@ def window_keys(query: Query) -> set[str]:
         window.clear_limits()
         window.set_limits(high=high)
     pks = models.QuerySet(query.model, query=window).values("pk")
-    keys = local.rows(query.model).filter(pk__in=pks).values_list("cdms_pk", flat=True)
-    return {str(key) for key in keys if key is not None}
+    rows = local.rows(query.model).filter(pk__in=pks).values_list("cdms_pk", "cdms_etag")
+    return {str(key): etag for key, etag in rows if key is not None}
+
+
+def _selects_any(query: Query, keys: set[str]) -> bool:
+    """Whether the local query, its slice aside, selects a row of one of ``keys``."""
+    if not keys:
+        return False
+    selected = local_query(query)
+    selected.clear_limits()
+    pks = models.QuerySet(query.model, query=selected).values("pk")
+    return local.rows(query.model).filter(pk__in=pks, cdms_pk__in=keys).exists()
 
 
 def _pages(records: Iterable[dict], size: int) -> Iterator[list[dict]]:

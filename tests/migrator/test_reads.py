@@ -1102,6 +1102,40 @@ def test_get_pk_of_a_record_deleted_remotely_deletes_it(crm, synced):
     crm.assert_touched_in_sync()
 
 
+def test_get_pk_of_an_unchanged_record_is_one_keyed_request_answered_304(
+    crm, synced, cdms_simulator
+):
+    """The stored ETag goes in ``If-None-Match``: the remote answers 304 Not Modified, and
+    nothing is written locally."""
+    row = local(CONTOSO)
+    cdms_simulator.clear_journal()
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        found = orgs.get(pk=row.pk)
+    assert (found.name, found.cdms_etag) == (CONTOSO, row.cdms_etag)
+    assert writes(captured) == []
+    [request] = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert (request["method"], request["status"]) == ("GET", 304)
+    assert request["path"].endswith(f"accounts({demo_key(CONTOSO)})")
+
+
+def test_exists_on_an_exact_filter_reads_one_record_however_many_match(crm, cdms_simulator):
+    """``$top=1``: the record read is stored and selected, which answers; the other local rows
+    that match need no re-check."""
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    assert len(orgs.filter(employees=777)) == 30
+    for _ in range(2):
+        cdms_simulator.clear_journal()
+        with assertNumRemoteCalls(1):
+            assert orgs.filter(employees=777).exists()
+        [read] = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+        assert read["records"] == 1
+        Organisation.objects.skip_cdms().filter(employees=777).order_by("pk")[:1].get().delete(
+            skip_cdms=True
+        )
+
+
 def test_get_cdms_pk_creates_the_missing_local_row(crm):
     assert not Organisation.objects.skip_cdms().exists()
     with assertNumRemoteCalls(1):
@@ -1644,8 +1678,8 @@ def test_changed_records_are_updated_in_one_statement(crm, cdms_simulator):
     with CaptureQueriesContext(connection) as captured:
         rows = list(orgs.filter(name__startswith="Bulk").order_by("name"))
     assert [r.employees for r in rows] == [100 + i if i % 2 == 0 else i for i in range(25)]
-    assert len(writes(captured)) == 1
-    assert writes(captured)[0].lstrip().upper().startswith("UPDATE")
+    [write] = writes(captured)
+    assert "ON CONFLICT" in write.upper() and "DO UPDATE" in write.upper()  # one bulk upsert
 
 
 # found in review -----------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""One bulk ``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` of the loader's rows, through the
+connection's cursor: what ``bulk_create(update_conflicts=True)`` stores, without model
+instances, and without Django's insert compiler preparing every value again per statement. On
+PostgreSQL the values go as one array per column (``unnest``); elsewhere as a multi-row
+``VALUES`` of as many rows as the bound parameters allow.
+
+Every value still goes through its field's ``get_db_prep_save``, so it is stored exactly as
+Django stores it. A new row takes the defaults of the fields the mapping does not fill, and
+``now`` for ``auto_now``/``auto_now_add`` fields; an existing row keeps those but ``auto_now``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, models, router
+from django.db.models.constants import OnConflict
+
+KEY = "cdms_pk"
+
+
+def upsert(
+    model: type[models.Model],
+    rows: dict[str, dict[str, Any]],
+    updated: list[str],
+    now: dt.datetime,
+) -> None:
+    """Store ``rows`` (remote key -> values by attname, ``updated`` among them), creating the
+    rows missing locally and updating ``updated`` (and ``auto_now`` fields) of the others."""
+    if not rows:
+        return
+    connection = connections[router.db_for_write(model)]
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and not f.generated]
+    updated = {*updated, *(f.attname for f in fields if getattr(f, "auto_now", False))}
+    suffix = connection.ops.on_conflict_suffix_sql(
+        fields,
+        OnConflict.UPDATE,
+        [f.column for f in fields if f.attname in updated],
+        [meta.get_field(KEY).column],
+    )
+    # a value the same in every row (now, a constant default) is prepared once
+    fills = [_filler(field, now, connection) for field in fields]
+    prepared = []
+    for key, values in rows.items():
+        row = {**values, KEY: key}
+        prepared.append(
+            [
+                field.get_db_prep_save(row[field.attname], connection)
+                if field.attname in row
+                else field.get_db_prep_save(fill(), connection)
+                if callable(fill)
+                else fill[0]
+                for field, fill in zip(fields, fills, strict=True)
+            ]
+        )
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    head = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns})"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # one statement, one array per column
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+            cursor.execute(
+                f"{head} SELECT * FROM unnest({arrays}) {suffix}",
+                [list(column) for column in zip(*prepared, strict=True)],
+            )
+            return
+        row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_statement = _rows_per_statement(connection, len(fields))
+        for start in range(0, len(prepared), per_statement):
+            chunk = prepared[start : start + per_statement]
+            cursor.execute(
+                f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}",
+                [value for row in chunk for value in row],
+            )
+
+
+def _filler(field: models.Field, now: dt.datetime, connection: Any) -> Callable | tuple:
+    """What a field a row's values leave out holds, as Django's ``pre_save`` gives it: a
+    callable default, or a 1-tuple of the value prepared once (``now`` for ``auto_now`` and
+    ``auto_now_add``, a constant default)."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        if isinstance(field, models.DateTimeField):
+            value = now
+        elif isinstance(field, models.DateField):
+            value = now.date()
+        else:
+            value = now.time()
+    elif callable(field.default):
+        return field.get_default
+    else:
+        value = field.get_default()
+    return (field.get_db_prep_save(value, connection),)
+
+
+def _rows_per_statement(connection: Any, columns: int) -> int:
+    """As many rows as one statement's bound parameters allow: SQLite's limit as compiled
+    (Django assumes 999), else the backend's."""
+    limit = connection.features.max_query_params or 65535
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, limit // columns)
