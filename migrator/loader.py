@@ -178,6 +178,7 @@ def record_values(model: type[CDMSModel], record: dict) -> dict[str, Any]:
     """The local values of one record (the answer to a write), its lookups resolved; a field
     that cannot hold the record's null keeps its local value (with a warning)."""
     with answered(model):
+        key_of(record[model.cdms.key])  # an answer without its record's key is malformed
         values, unheld = values_of(model.cdms, record, _related_ids(model, [record], 0, {}))
     for fm in unheld:
         _warn_null(model.cdms, fm, record, "the field keeps its local value")
