@@ -80,33 +80,37 @@ def _write(
     mapping = model.cdms
     keys = [key_of(r[mapping.key]) for r in records]
     related = _related_ids(model, records, depth, refresh or {})  # may write some records first
-    existing = {str(row.cdms_pk): row for row in local.rows(model).filter(cdms_pk__in=keys)}
-    now = timezone.now()
-    new, changed, written = [], [], {}
-    for record, key in zip(records, keys, strict=True):
-        row = existing.get(key)
-        if row is not None and row.cdms_etag == record.get("@odata.etag"):
-            continue
-        values, unheld = values_of(mapping, record, related)
-        if unheld:
-            _warn_null(mapping, unheld[0], record, "the record is not stored locally")
-            continue
-        written[key] = values
-        if row is None:
-            new.append(model(cdms_pk=key, **values))
-        else:
-            for attname, value in values.items():
-                setattr(row, attname, value)
-            row.modified = now
-            changed.append(row)
-    if new or changed:
-        fields = [
-            "cdms_etag",
-            "cdms_modified",
-            "modified",
-            *(fm.field.attname for fm in mapping.fields),
-        ]
-        with transaction.atomic():
+    with transaction.atomic():
+        # Rows are locked in one order, their primary key's, by every page writer (here and
+        # ``inbound.write_page``): two writers of overlapping pages wait, never deadlock.
+        rows = local.rows(model).select_for_update().filter(cdms_pk__in=keys).order_by("pk")
+        existing = {str(row.cdms_pk): row for row in rows}
+        now = timezone.now()
+        new, changed, written = [], [], {}
+        for record, key in zip(records, keys, strict=True):
+            row = existing.get(key)
+            if row is not None and row.cdms_etag == record.get("@odata.etag"):
+                continue
+            values, unheld = values_of(mapping, record, related)
+            if unheld:
+                _warn_null(mapping, unheld[0], record, "the record is not stored locally")
+                continue
+            written[key] = values
+            if row is None:
+                new.append(model(cdms_pk=key, **values))
+            else:
+                for attname, value in values.items():
+                    setattr(row, attname, value)
+                row.modified = now
+                changed.append(row)
+        if new or changed:
+            fields = [
+                "cdms_etag",
+                "cdms_modified",
+                "modified",
+                *(fm.field.attname for fm in mapping.fields),
+            ]
+            new.sort(key=lambda row: str(row.cdms_pk))  # inserted in one order too
             # another process may have brought the same record in meanwhile: its row is updated
             local.rows(model).bulk_create(
                 new,
@@ -117,7 +121,7 @@ def _write(
             )
             local.rows(model).bulk_update(changed, fields, batch_size=500)
             _link_within(model, records, [*new, *changed])
-        transaction.on_commit(partial(count_loaded, model, len(new), len(changed)))
+            transaction.on_commit(partial(count_loaded, model, len(new), len(changed)))
     return written
 
 
