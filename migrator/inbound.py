@@ -55,6 +55,7 @@ def write_page(
             for key, etag, modified in local.rows(model)
             .select_for_update()
             .filter(cdms_pk__in=list(by_key))
+            .order_by("pk")  # the order every page writer locks rows in (``loader``)
             .values_list("cdms_pk", "cdms_etag", "cdms_modified")
         }
         fresh = {k: r for k, r in by_key.items() if not _older(r, stored.get(k))}

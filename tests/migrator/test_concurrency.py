@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 import migrator
 from cdms_api.errors import PreconditionFailed
 from core.models import Organisation
+from migrator.inbound import write_page
+from migrator.loader import load
 from migrator.testing import assertNumRemoteCalls
 from tests.seeded import NORTHWIND
 
@@ -134,3 +137,27 @@ def test_a_conflict_in_an_atomic_block_has_both_versions_too(crm, synced):
         org.save()
     assert caught.value.sent == {"numberofemployees": 8}
     assert caught.value.current["numberofemployees"] == 7
+
+
+def test_page_writers_lock_rows_in_one_order(remote_client, synced):
+    """Found by the fault soak on PostgreSQL: a resync's page and a read's page writing
+    overlapping rows locked them in different orders, and deadlocked (an untyped
+    ``OperationalError``). Both now lock the rows first, by primary key."""
+    records = list(remote_client.iter("accounts", select=Organisation.cdms.select))
+    with CaptureQueriesContext(connection) as queries:
+        write_page(Organisation, records)
+        load(Organisation, [{**r, "@odata.etag": 'W/"0"'} for r in reversed(records)])
+    reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if '"core_organisation"."cdms_etag"' in q["sql"] and '"cdms_pk" IN' in q["sql"]
+    ]
+    assert len(reads) == 3  # the page writer's, the loader's under it, the loader's
+    assert all(sql.rstrip().endswith(LOCKED) for sql in reads), reads
+
+
+LOCKED = (
+    'ORDER BY "core_organisation"."id" ASC FOR UPDATE'
+    if connection.vendor == "postgresql"
+    else 'ORDER BY "core_organisation"."id" ASC'
+)
