@@ -11,7 +11,6 @@ injected on a share of every request, an incremental resync alongside; then the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from cdms_api.errors import CDMSError
 from cdms_api.session import RequestRecord
 from cdms_api.simulator.testing import SimulatorHandle
 from core.models import Organisation
+from core.workers import child_environment
 from migrator import remote
 from migrator.resync import resync
 from migrator.verify import verify
@@ -208,24 +208,11 @@ def resync_until(stop: threading.Event, result: Result) -> None:
 def spawn(cdms: dict, prefix: str, threads: int, operations: int, seed: int) -> subprocess.Popen:
     """A process of ``threads`` threads working on this process's database (``python -m
     core.soak``); its tally comes back as JSON on its standard output."""
-    database = {
-        key: value
-        for key, value in connection.settings_dict.items()
-        if key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
-    }
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "core.worker_settings",
-        "CDMS_TEST_DATABASE": json.dumps(database),
-        "CDMS_TEST_CDMS": json.dumps(cdms),
-        "CDMS_TEST_REDIS_URL": "memory://",
-        "CDMS_TEST_QUEUE": "soak",
-    }
     spec = {"prefix": prefix, "threads": threads, "operations": operations, "seed": seed}
     return subprocess.Popen(
         [sys.executable, "-m", "core.soak", json.dumps(spec)],
         cwd=settings.BASE_DIR,
-        env=env,
+        env=child_environment(cdms, "memory://", "soak"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,  # its log: the tail is kept when it fails
         text=True,
