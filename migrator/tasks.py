@@ -43,18 +43,20 @@ def retry_delay(error: CDMSError, retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def retry_later(task, label: str, error: CDMSError):
+def retry_later(task, label: str, error: CDMSError, noted: bool = True):
     """Retry ``task`` after a transient error (the run goes on from its checkpoint), noting
-    why in the model's ``SyncState``; re-raise once ``RESYNC_MAX_RETRIES`` are spent."""
+    why in the model's ``SyncState`` unless not ``noted`` (a verify leaves the resync's status
+    alone); re-raise once ``RESYNC_MAX_RETRIES`` are spent."""
     limit = int(setting("RESYNC_MAX_RETRIES", 10))
     if task.request.retries >= limit:
         raise error
     delay = retry_delay(error, task.request.retries)
-    SyncState.objects.filter(model=label).update(
-        status=SyncState.Status.RETRYING,
-        last_error=f"{type(error).__name__}: {error} (retry {task.request.retries + 1} of "
-        f"{limit} in {delay:.0f} s)",
-    )
+    if noted:
+        SyncState.objects.filter(model=label).update(
+            status=SyncState.Status.RETRYING,
+            last_error=f"{type(error).__name__}: {error} (retry {task.request.retries + 1} of "
+            f"{limit} in {delay:.0f} s)",
+        )
     logger.warning("%s: %s; retrying in %.1f s", label, error, delay)
     return task.retry(exc=error, countdown=delay, max_retries=limit)
 
@@ -120,11 +122,7 @@ def verify_model(self, label: str, fix: bool = False) -> dict:
     try:
         return verify.verify(model, fix=fix).as_dict()
     except TRANSIENT as error:
-        limit = int(setting("RESYNC_MAX_RETRIES", 10))
-        if self.request.retries >= limit:
-            raise
-        delay = retry_delay(error, self.request.retries)
-        raise self.retry(exc=error, countdown=delay, max_retries=limit) from error
+        raise retry_later(self, label, error, noted=False) from error
 
 
 @shared_task(name="migrator.verify_all")
