@@ -107,10 +107,7 @@ def resync_partition(self, label: str, number: int) -> dict:
 @shared_task(name="migrator.resync_all")
 def resync_all(full: bool = False) -> list[str]:
     """Queue a resync of every synced model (related models first); returns their labels."""
-    labels = [model._meta.label for model in synced_models()]
-    for label in labels:
-        resync_model.delay(label, full=full)
-    return labels
+    return queue_for_each_model(resync_model, full=full)
 
 
 @shared_task(bind=True, name="migrator.verify_model", acks_late=True, max_retries=None)
@@ -128,7 +125,13 @@ def verify_model(self, label: str, fix: bool = False) -> dict:
 @shared_task(name="migrator.verify_all")
 def verify_all(fix: bool = False) -> list[str]:
     """Queue a verify of every synced model; returns their labels."""
+    return queue_for_each_model(verify_model, fix=fix)
+
+
+def queue_for_each_model(task, **options) -> list[str]:
+    """Queue ``task`` once per synced model (related models first), with ``options``;
+    returns the models' labels."""
     labels = [model._meta.label for model in synced_models()]
     for label in labels:
-        verify_model.delay(label, fix=fix)
+        task.delay(label, **options)
     return labels
