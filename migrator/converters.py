@@ -83,6 +83,15 @@ class BooleanConverter(Converter):
         return None if value is None else bool(value)
 
 
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp as the Web API writes it (``Z`` or an offset), by the standard
+    library's parser; the rarer spellings it refuses (``24:00`` for midnight) by dateutil's."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return isoparse(text)
+
+
 class DateTimeConverter(Converter):
     """Dataverse date-times are UTC instants. A naive value is read as Django reads it (in
     the current time zone, with Django's warning), so the remote gets what the local row
@@ -91,7 +100,7 @@ class DateTimeConverter(Converter):
     def to_python(self, field, value):
         if value is None:
             return None
-        moment = value if isinstance(value, dt.datetime) else isoparse(value)
+        moment = value if isinstance(value, dt.datetime) else parse_instant(value)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC)

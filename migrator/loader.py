@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dateutil.parser import isoparse
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
@@ -25,6 +24,7 @@ from cdms_api import odata
 from cdms_api.errors import MalformedResponse
 
 from . import local, remote
+from .converters import parse_instant
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
 from .upsert import upsert
@@ -203,7 +203,7 @@ def key_of(value: Any) -> str:
 
 
 def _modifiedon(value: str | None):
-    return isoparse(value) if value else None
+    return parse_instant(value) if value else None
 
 
 def _link_within(

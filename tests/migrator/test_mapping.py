@@ -11,17 +11,20 @@ from io import StringIO
 
 import pytest
 import simplejson
+from dateutil.parser import isoparse
 from django.core import checks
 from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cdms_api import codec
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import instances
-from migrator.converters import Converter, OptionSet, converter_for
+from migrator.converters import Converter, OptionSet, converter_for, parse_instant
 from migrator.mapping import Lookup, Mapping
 from migrator.models import CDMSModel
 from tests.secondapp.models import Sample
@@ -477,6 +480,33 @@ def test_datetimes_are_read_as_utc(everything, remote, expected):
     assert value == expected
     assert value.utcoffset() == dt.timedelta(0)
     assert value.tzinfo is UTC
+
+
+@st.composite
+def instants(draw) -> str:
+    """ISO 8601 timestamps as a remote may write them: naive, ``Z``, or an offset; to the
+    second, the millisecond or the microsecond."""
+    moment = draw(st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)))
+    text = moment.isoformat(timespec=draw(st.sampled_from(["seconds", "milliseconds", "auto"])))
+    minutes = draw(st.none() | st.integers(min_value=-14 * 60, max_value=14 * 60))
+    if minutes is None:
+        return text
+    if minutes == 0 and draw(st.booleans()):
+        return f"{text}Z"
+    sign, minutes = "-" if minutes < 0 else "+", abs(minutes)
+    return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@given(instants())
+def test_instants_read_by_the_fast_parser_are_those_dateutil_reads(text):
+    parsed = parse_instant(text)
+    assert parsed == isoparse(text)
+    assert parsed.utcoffset() == isoparse(text).utcoffset()
+
+
+def test_an_instant_the_fast_parser_refuses_is_read_by_dateutil(everything):
+    moment = everything.cdms.get("moment").to_python("2024-01-01T24:00:00Z")
+    assert moment == dt.datetime(2024, 1, 2, tzinfo=UTC)
 
 
 def test_an_aware_datetime_in_another_zone_is_written_in_utc(everything):
