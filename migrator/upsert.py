@@ -4,9 +4,10 @@ instances, and without Django's insert compiler preparing every value again per 
 PostgreSQL the values go as one array per column (``unnest``); elsewhere as a multi-row
 ``VALUES`` of as many rows as the bound parameters allow.
 
-Every value still goes through its field's ``get_db_prep_save``, so it is stored exactly as
-Django stores it. A new row takes the defaults of the fields the mapping does not fill, and
-``now`` for ``auto_now``/``auto_now_add`` fields; an existing row keeps those but ``auto_now``.
+Every value is stored exactly as Django stores it: through its field's ``get_db_prep_save``,
+but for the values that Django would store as they are (``AS_THEY_ARE``). A new row takes
+the defaults of the fields the mapping does not fill, and ``now`` for ``auto_now``/
+``auto_now_add`` fields; an existing row keeps those but ``auto_now``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ from django.db import connections, models, router
 from django.db.models.constants import OnConflict
 
 KEY = "cdms_pk"
+#: The field classes (exactly these, not their subclasses, which may prepare values their own
+#: way) whose ``get_db_prep_save`` gives values of these types back as they are, where the
+#: backend does not adapt them (``_kept``).
+AS_THEY_ARE: dict[type[models.Field], tuple[type, ...]] = {
+    models.CharField: (str, type(None)),
+    models.TextField: (str, type(None)),
+    models.IntegerField: (int, type(None)),
+    models.BigIntegerField: (int, type(None)),
+    models.SmallIntegerField: (int, type(None)),
+    models.BooleanField: (bool, type(None)),
+}
+_SAMPLES = {str: "", int: 0, bool: False, type(None): None}
+_MISSING = object()  # a field a row's values leave out
 
 
 def upsert(
@@ -42,39 +56,64 @@ def upsert(
         [f.column for f in fields if f.attname in updated],
         [meta.get_field(KEY).column],
     )
-    # a value the same in every row (now, a constant default) is prepared once
-    fills = [_filler(field, now, connection) for field in fields]
-    prepared = []
-    for key, values in rows.items():
-        row = {**values, KEY: key}
-        prepared.append(
-            [
-                field.get_db_prep_save(row[field.attname], connection)
-                if field.attname in row
-                else field.get_db_prep_save(fill(), connection)
-                if callable(fill)
-                else fill[0]
-                for field, fill in zip(fields, fills, strict=True)
-            ]
+    keys, values = list(rows), list(rows.values())
+    prepared = [  # one list per column
+        _column(
+            field,
+            keys if field.attname == KEY else [row.get(field.attname, _MISSING) for row in values],
+            now,
+            connection,
         )
+        for field in fields
+    ]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     head = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns})"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # one statement, one array per column
             arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-            cursor.execute(
-                f"{head} SELECT * FROM unnest({arrays}) {suffix}",
-                [list(column) for column in zip(*prepared, strict=True)],
-            )
+            cursor.execute(f"{head} SELECT * FROM unnest({arrays}) {suffix}", prepared)
             return
+        by_row = list(zip(*prepared, strict=True))
         row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
         per_statement = _rows_per_statement(connection, len(fields))
-        for start in range(0, len(prepared), per_statement):
-            chunk = prepared[start : start + per_statement]
+        for start in range(0, len(by_row), per_statement):
+            chunk = by_row[start : start + per_statement]
             cursor.execute(
                 f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}",
                 [value for row in chunk for value in row],
             )
+
+
+def _column(field: models.Field, values: list, now: dt.datetime, connection: Any) -> list:
+    """One column's values, prepared to be stored; ``_MISSING`` ones take what a new row
+    takes (``_filler``)."""
+    kept = _kept(field, connection)
+    prepare = field.get_db_prep_save
+    column = [
+        value if type(value) in kept or value is _MISSING else prepare(value, connection)
+        for value in values
+    ]
+    if any(value is _MISSING for value in column):
+        # a value the same in every row (now, a constant default) is prepared once
+        fill = _filler(field, now, connection)
+        column = [
+            (prepare(fill(), connection) if callable(fill) else fill[0])
+            if value is _MISSING
+            else value
+            for value in column
+        ]
+    return column
+
+
+def _kept(field: models.Field, connection: Any) -> tuple[type, ...]:
+    """The types of ``AS_THEY_ARE`` whose values the field's preparation leaves as they are
+    on this connection (PostgreSQL's driver takes whole numbers in types of its own, which
+    Django wraps them in)."""
+    return tuple(
+        kind
+        for kind in AS_THEY_ARE.get(type(field), ())
+        if type(field.get_db_prep_save(_SAMPLES[kind], connection)) is kind
+    )
 
 
 def _filler(field: models.Field, now: dt.datetime, connection: Any) -> Callable | tuple:
