@@ -12,12 +12,12 @@ import logging
 import re
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, models, router, transaction
+from django.db import models, router, transaction
 from django.utils import timezone
 
 from cdms_api import odata
@@ -27,7 +27,7 @@ from . import local, remote
 from .converters import parse_instant
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
-from .upsert import upsert
+from .upsert import stored_etags, upsert
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -106,44 +106,41 @@ def _write(
     refresh: dict | None,
     known: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
-    """``load``'s bulk write; returns the local values written, by key. The ETags stored are
-    compared without building the rows; those ``known`` are not read again."""
+    """``load``'s bulk write; returns the local values written, by key. The records whose
+    ETag is the one ``known`` are skipped without a statement; the others' stored ETags are
+    read, and their rows locked, in the transaction that writes them."""
     mapping = model.cdms
-    records = list(keyed.values())
-    related = _related_ids(model, records, depth, refresh or {})  # may write some records first
-    etags = {key: known[key] for key in keyed if key in known}
-    if unknown := [key for key in keyed if key not in known]:
-        stored = local.rows(model).filter(cdms_pk__in=unknown).values_list("cdms_pk", "cdms_etag")
-        etags.update((str(key), etag) for key, etag in stored)
+    related = _related_ids(model, list(keyed.values()), depth, refresh or {})  # may write some
+    fresh = {
+        key: record
+        for key, record in keyed.items()
+        if key not in known or known[key] != record.get("@odata.etag")
+    }
+    if not fresh:
+        return {}
     written = {}
-    for key, record in keyed.items():
-        if key in etags and etags[key] == record.get("@odata.etag"):
-            continue
-        values, unheld = values_of(mapping, record, related)
-        if unheld:
-            _warn_null(mapping, unheld[0], record, "the record is not stored locally")
-            continue
-        written[key] = values
-    if written:
-        # another process may have brought the same record in meanwhile: its row is updated
-        fields = ["cdms_etag", "cdms_modified", *(fm.field.attname for fm in mapping.fields)]
-        now = timezone.now()
-        with transaction.atomic(using=router.db_for_write(model)):
-            # Rows are locked in one order, their primary key's, by every page writer (here
-            # and ``inbound.write_page``), and new ones inserted in key order: two writers of
-            # overlapping pages wait, never deadlock.
-            _lock_in_order(model, written)
+    with transaction.atomic(using=router.db_for_write(model)):
+        # Another process may have written the same records meanwhile. Rows are locked in one
+        # order, their primary key's, by every page writer (here and ``inbound.write_page``),
+        # and new ones inserted in key order: two writers of overlapping pages wait, never
+        # deadlock.
+        etags = stored_etags(model, list(fresh))
+        for key, record in fresh.items():
+            if key in etags and etags[key] == record.get("@odata.etag"):
+                continue
+            values, unheld = values_of(mapping, record, related)
+            if unheld:
+                _warn_null(mapping, unheld[0], record, "the record is not stored locally")
+                continue
+            written[key] = values
+        if written:
+            fields = ["cdms_etag", "cdms_modified", *(fm.field.attname for fm in mapping.fields)]
+            now = timezone.now()
             upsert(model, dict(sorted(written.items())), fields, now)
             _link_within(model, keyed, written, now)
-        created = sum(key not in etags for key in written)
-        transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
+            created = sum(key not in etags for key in written)
+            transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
     return written
-
-
-def _lock_in_order(model: type[CDMSModel], keys: Iterable[str]) -> None:
-    if connections[router.db_for_write(model)].features.has_select_for_update:
-        rows = local.rows(model).select_for_update().filter(cdms_pk__in=list(keys))
-        list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def values_of(

@@ -1,6 +1,7 @@
 """One bulk ``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` of the loader's rows, through the
 connection's cursor: what ``bulk_create(update_conflicts=True)`` stores, without model
-instances, and without Django's insert compiler preparing every value again per statement. On
+instances, and without Django's insert compiler preparing every value again per statement
+(after one statement reading the ETags the rows hold and locking them, ``stored_etags``). On
 PostgreSQL the values go as one array per column (``unnest``); elsewhere as a multi-row
 ``VALUES`` of as many rows as the bound parameters allow.
 
@@ -21,6 +22,7 @@ from django.db import connections, models, router
 from django.db.models.constants import OnConflict
 
 KEY = "cdms_pk"
+ETAG = "cdms_etag"
 #: The field classes (exactly these, not their subclasses, which may prepare values their own
 #: way) whose ``get_db_prep_save`` gives values of these types back as they are, where the
 #: backend does not adapt them (``_kept``).
@@ -82,6 +84,26 @@ def upsert(
                 f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}",
                 [value for row in chunk for value in row],
             )
+
+
+def stored_etags(model: type[models.Model], keys: list[str]) -> dict[str, str]:
+    """The ETags the rows of ``keys`` hold (remote key -> ETag, for the rows stored), in one
+    statement, which on a database with row locks also locks the rows, in their primary key's
+    order."""
+    connection = connections[router.db_for_write(model)]
+    meta, quote = model._meta, connection.ops.quote_name
+    key = meta.get_field(KEY)
+    by_value = {key.get_db_prep_value(k, connection): k for k in keys}
+    table = quote(meta.db_table)
+    sql = (
+        f"SELECT {table}.{quote(key.column)}, {table}.{quote(meta.get_field(ETAG).column)} "
+        f"FROM {table} WHERE {table}.{quote(key.column)} IN ({', '.join(['%s'] * len(keys))})"
+    )
+    if connection.features.has_select_for_update:
+        sql += f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(by_value))
+        return {by_value[value]: etag for value, etag in cursor.fetchall()}
 
 
 def _column(field: models.Field, values: list, now: dt.datetime, connection: Any) -> list:
