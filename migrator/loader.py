@@ -68,11 +68,11 @@ def load(
     out: their rows are gone locally, and their remote delete is on its way."""
     deleting = {key for key, kind in local.pending(model).items() if kind == "delete"}
     with answered(model):
-        keyed = _keyed(model, records)
-        kept = {k: r for k, r in keyed.items() if k not in deleting}
+        page = Page.of(model, records)
+        kept = page.only([key for key in page.keyed if key not in deleting])
         if _write(model, kept, depth, refresh, stored.etags if stored else {}) and stored:
             stored.wrote = True
-    return set(keyed)
+    return set(page.keyed)
 
 
 def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
@@ -83,25 +83,46 @@ def store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, An
 
 
 def _store(model: type[CDMSModel], records: list[dict]) -> dict[str, dict[str, Any]]:
-    keyed = _keyed(model, records)
-    written = _write(model, keyed, 0, {}, {})
-    rest = {key: record for key, record in keyed.items() if key not in written}
-    if rest:  # already stored, by a read that came first: the values still go to the instances
-        related = _related_ids(model, list(rest.values()), 0, {})
-        for key, record in rest.items():
-            written[key] = values_of(model.cdms, record, related)[0]
+    page = Page.of(model, records)
+    written = _write(model, page, 0, {}, {})
+    rest = page.only([key for key in page.keyed if key not in written])
+    if rest.keyed:  # already stored, by a read that came first: the values go to the instances
+        values = values_of_each(model.cdms, rest, _related_ids(model, rest, 0, {}))
+        written.update((key, row) for key, (row, _) in zip(rest.keyed, values, strict=True))
     return written
 
 
-def _keyed(model: type[CDMSModel], records: list[dict]) -> dict[str, dict]:
-    """The records by their key, canonicalised once."""
-    key = model.cdms.key
-    return {key_of(record[key]): record for record in records}
+@dataclass
+class Page:
+    """Records by their key, and the key each one's lookups hold (by the lookup field's name,
+    in the records' order), each canonicalised once."""
+
+    keyed: dict[str, dict]
+    lookups: dict[str, list[str | None]]
+
+    @classmethod
+    def of(cls, model: type[CDMSModel], records: list[dict]) -> Page:
+        key = model.cdms.key
+        keyed = {key_of(record[key]): record for record in records}
+        lookups = {
+            fm.field.name: [key_of(k) if (k := fm.lookup_key(r)) else None for r in keyed.values()]
+            for fm in model.cdms.fields
+            if fm.is_lookup
+        }
+        return cls(keyed, lookups)
+
+    def only(self, keys: list[str]) -> Page:
+        """The page of the records of ``keys``."""
+        position = {key: i for i, key in enumerate(self.keyed)}
+        return Page(
+            {key: self.keyed[key] for key in keys},
+            {name: [held[position[key]] for key in keys] for name, held in self.lookups.items()},
+        )
 
 
 def _write(
     model: type[CDMSModel],
-    keyed: dict[str, dict],
+    page: Page,
     depth: int,
     refresh: dict | None,
     known: dict[str, str],
@@ -110,12 +131,12 @@ def _write(
     ETag is the one ``known`` are skipped without a statement; the others' stored ETags are
     read, and their rows locked, in the transaction that writes them."""
     mapping = model.cdms
-    related = _related_ids(model, list(keyed.values()), depth, refresh or {})  # may write some
-    fresh = {
-        key: record
-        for key, record in keyed.items()
+    related = _related_ids(model, page, depth, refresh or {})  # may write some records first
+    fresh = [
+        key
+        for key, record in page.keyed.items()
         if key not in known or known[key] != record.get("@odata.etag")
-    }
+    ]
     if not fresh:
         return {}
     written = {}
@@ -124,59 +145,80 @@ def _write(
         # order, their primary key's, by every page writer (here and ``inbound.write_page``),
         # and new ones inserted in key order: two writers of overlapping pages wait, never
         # deadlock.
-        etags = stored_etags(model, list(fresh))
-        for key, record in fresh.items():
-            if key in etags and etags[key] == record.get("@odata.etag"):
-                continue
-            values, unheld = values_of(mapping, record, related)
+        etags = stored_etags(model, fresh)
+        changed = page.only(
+            [
+                key
+                for key in fresh
+                if key not in etags or etags[key] != page.keyed[key].get("@odata.etag")
+            ]
+        )
+        values = values_of_each(mapping, changed, related)
+        for (key, record), (row, unheld) in zip(changed.keyed.items(), values, strict=True):
             if unheld:
                 _warn_null(mapping, unheld[0], record, "the record is not stored locally")
-                continue
-            written[key] = values
+            else:
+                written[key] = row
         if written:
             fields = ["cdms_etag", "cdms_modified", *(fm.field.attname for fm in mapping.fields)]
             now = timezone.now()
             upsert(model, dict(sorted(written.items())), fields, now)
-            _link_within(model, keyed, written, now)
+            _link_within(model, page, written, now)
             created = sum(key not in etags for key in written)
             transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
     return written
 
 
-def values_of(
-    mapping: Mapping, record: dict, related: dict
-) -> tuple[dict[str, Any], list[FieldMap]]:
-    """The local values of a record: bookkeeping and mapped fields, lookups as local ids; and
-    the fields that cannot hold what the record has (a null where the field is ``null=False``
-    with no default), left out of the values."""
-    values = {
-        "cdms_etag": record.get("@odata.etag", ""),
-        "cdms_modified": _modifiedon(record.get("modifiedon")),
-    }
-    unheld = []
+def values_of_each(
+    mapping: Mapping, page: Page, related: dict
+) -> list[tuple[dict[str, Any], list[FieldMap]]]:
+    """The local values of each record of the page, converted a field at a time: bookkeeping
+    and mapped fields, lookups as local ids; and the fields that cannot hold what the record
+    has (a null where the field is ``null=False`` with no default), left out of its values."""
+    records = list(page.keyed.values())
+    etags = [record.get("@odata.etag", "") for record in records]
+    names = ["cdms_etag", "cdms_modified"]
+    columns = [etags, [_modifiedon(record.get("modifiedon")) for record in records]]
+    unheld: list[list[FieldMap]] = [[] for _ in records]
     for fm in mapping.fields:
+        field = fm.field
         if fm.is_lookup:
-            key = fm.lookup_key(record)
-            value = related[fm.field.name].get(key_of(key)) if key else None
-            if key and value is None:
-                values["cdms_etag"] = ""  # a lookup not resolved yet: the next read redoes it
+            ids, targets = related[field.name], page.lookups[field.name]
+            column = [None if target is None else ids.get(target) for target in targets]
+            for i, (target, value) in enumerate(zip(targets, column, strict=True)):
+                if target is not None and value is None:
+                    etags[i] = ""  # a lookup not resolved yet: the next read redoes it
         else:
-            value = fm.to_python(record.get(fm.remote))
-        if value is None and not fm.field.null:
-            if not fm.field.has_default():
-                unheld.append(fm)
-                continue
-            value = fm.field.get_default()
-        values[fm.field.attname] = value
-    return values, unheld
+            to_python, remote = fm.converter.to_python, fm.remote
+            column = [to_python(field, record.get(remote)) for record in records]
+        if not field.null and any(value is None for value in column):
+            column = _held(fm, column, unheld)
+        names.append(field.attname)
+        columns.append(column)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    for row, fields in zip(rows, unheld, strict=True):
+        for fm in fields:
+            del row[fm.field.attname]
+    return list(zip(rows, unheld, strict=True))
+
+
+def _held(fm: FieldMap, column: list, unheld: list[list[FieldMap]]) -> list:
+    """A column of a field that cannot hold null: its default for each null, or, when it has
+    none, the field noted in ``unheld`` for each record holding null."""
+    if fm.field.has_default():
+        return [fm.field.get_default() if value is None else value for value in column]
+    for fields, value in zip(unheld, column, strict=True):
+        if value is None:
+            fields.append(fm)
+    return column
 
 
 def record_values(model: type[CDMSModel], record: dict) -> dict[str, Any]:
     """The local values of one record (the answer to a write), its lookups resolved; a field
     that cannot hold the record's null keeps its local value (with a warning)."""
     with answered(model):
-        key_of(record[model.cdms.key])  # an answer without its record's key is malformed
-        values, unheld = values_of(model.cdms, record, _related_ids(model, [record], 0, {}))
+        page = Page.of(model, [record])  # an answer without its record's key is malformed
+        [(values, unheld)] = values_of_each(model.cdms, page, _related_ids(model, page, 0, {}))
     for fm in unheld:
         _warn_null(model.cdms, fm, record, "the field keeps its local value")
     return values
@@ -203,20 +245,19 @@ def _modifiedon(value: str | None):
     return parse_instant(value) if value else None
 
 
-def _link_within(
-    model: type[CDMSModel], keyed: dict[str, dict], written: dict[str, dict], now
-) -> None:
+def _link_within(model: type[CDMSModel], page: Page, written: dict[str, dict], now) -> None:
     """Lookups from a model to itself whose target came in the same page (a parent and its
     subsidiary read together): set once both rows exist, in one more bulk write."""
     lookups = [fm for fm in model.cdms.fields if fm.is_lookup and fm.target is model]
     if not lookups:
         return
+    position = {key: i for i, key in enumerate(page.keyed)}
     pointing = {}  # key -> {lookup's attname: the key it points at}
     for key in written:
         targets = {
-            fm.field.attname: key_of(target)
+            fm.field.attname: target
             for fm in lookups
-            if (target := fm.lookup_key(keyed[key]))
+            if (target := page.lookups[fm.field.name][position[key]])
         }
         if targets:
             pointing[key] = targets
@@ -226,13 +267,14 @@ def _link_within(
     for key, targets in pointing.items():
         if not any(ids.get(target) for target in targets.values()):
             continue
-        record, values = keyed[key], {**written[key]}
+        values = {**written[key]}
         for attname, target in targets.items():
             values[attname] = ids.get(target)
         if all(
-            values[fm.field.attname] is not None or not fm.lookup_key(record) for fm in every_lookup
+            values[fm.field.attname] is not None or not page.lookups[fm.field.name][position[key]]
+            for fm in every_lookup
         ):
-            values["cdms_etag"] = record.get("@odata.etag", "")  # resolved after all
+            values["cdms_etag"] = page.keyed[key].get("@odata.etag", "")  # resolved after all
         linked[key] = values
     fields = ["cdms_etag", *(fm.field.attname for fm in lookups)]
     upsert(model, linked, fields, now)
@@ -244,28 +286,27 @@ def _local_ids(model: type[models.Model], keys: set[str]) -> dict[str, Any]:
     return {str(key): pk for key, pk in pairs}
 
 
-def _related_ids(
-    model: type[CDMSModel], records: list[dict], depth: int, refresh: dict
-) -> dict[str, dict]:
+def _related_ids(model: type[CDMSModel], page: Page, depth: int, refresh: dict) -> dict[str, dict]:
     """For each lookup, remote key -> local id of the related row. Related records missing
     locally are read in one request per lookup and written first; those in ``refresh`` are
     written first in any case, from the records' ``$expand`` when they came with it."""
     result = {}
+    records = list(page.keyed.values())
     for fm in model.cdms.fields:
         if not fm.is_lookup:
             continue
         target = fm.target
-        wanted = {key_of(key) for r in records if (key := fm.lookup_key(r))}
+        wanted = {key for key in page.lookups[fm.field.name] if key}
         refreshed = fm.field.name in refresh
         if refreshed and all(fm.navigation in r for r in records):
             # they came with the records ($expand): written first, no request of their own
-            expanded = {key_of(e[target.cdms.key]): e for r in records if (e := r[fm.navigation])}
-            load(target, list(expanded.values()), depth + 1, refresh[fm.field.name])
+            expanded = [e for r in records if (e := r[fm.navigation])]
+            load(target, expanded, depth + 1, refresh[fm.field.name])
             refreshed = False
         known = _local_ids(target, wanted)
         missing = set(wanted) if refreshed else wanted - set(known)
         if missing and target is model:
-            missing -= set(_keyed(model, records))  # written in this same page
+            missing -= set(page.keyed)  # written in this same page
         if missing and depth < FOREIGN_KEY_DEPTH:
             fetched = list(
                 remote.client().iter(

@@ -40,7 +40,7 @@ class Operand:
     @property
     def reads_null_as_default(self) -> bool:
         """A field that cannot be null locally and holds its default where the remote has
-        null (``loader.values_of``)."""
+        null (``loader.values_of_each``)."""
         return (
             self.kind == "field"
             and not self.field.null

@@ -240,7 +240,7 @@ def compare(mapping: Mapping, key: str, row: dict | None, record: dict | None) -
 
 
 def remote_value(fm: FieldMap, record: dict) -> Any:
-    """The value the loader stores for a record's property (``loader.values_of``)."""
+    """The value the loader stores for a record's property (``loader.values_of_each``)."""
     if fm.is_lookup:
         key = fm.lookup_key(record)
         return key_of(key) if key else None
