@@ -8,6 +8,7 @@ at are written first (read by key when missing locally, or taken from ``$expand`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import re
 import uuid
@@ -51,6 +52,25 @@ class Stored:
 
     etags: dict[str, str]
     wrote: bool = False
+
+
+_noted: contextvars.ContextVar[dict[type, set[str]] | None] = contextvars.ContextVar(
+    "cdms_noted_writes", default=None
+)
+
+
+@contextlib.contextmanager
+def noting_writes() -> Iterator[dict[type, set[str]]]:
+    """Within the block, the remote keys of the rows the loader writes, by model (a block
+    within it notes them for both)."""
+    outer, written = _noted.get(), {}
+    token = _noted.set(written)
+    try:
+        yield written
+    finally:
+        _noted.reset(token)
+        for model, keys in written.items() if outer is not None else ():
+            outer.setdefault(model, set()).update(keys)
 
 
 def load(
@@ -164,6 +184,8 @@ def _write(
             now = timezone.now()
             upsert(model, dict(sorted(written.items())), fields, now)
             _link_within(model, page, written, now)
+            if (noted := _noted.get()) is not None:
+                noted.setdefault(model, set()).update(written)
             created = sum(key not in etags for key in written)
             transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
     return written

@@ -26,14 +26,16 @@ from urllib.parse import urlencode
 
 from django.apps import apps
 from django.db import models
+from django.db.models.expressions import RawSQL
 from django.db.models.sql.query import Query
+from django.db.models.sql.where import ExtraWhere
 
 from cdms_api import odata
 from cdms_api.errors import CDMSNotSupported, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
-from .loader import Stored, key_of, load
+from .loader import Stored, key_of, load, noting_writes
 from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
@@ -117,11 +119,12 @@ def refresh(query: Query) -> None:
         return
     model = query.model
     plan = _resolved(plan_for(query))
-    seen, stored = set(), None
+    seen, stored, written = set(), None, {}
     if plan.filter is not odata.FALSE:
         stored = Stored(window_etags(query))
-        keyed = _read_by_key(model, plan, stored)
-        seen = keyed if keyed is not None else _read(model, plan, stored)
+        with noting_writes() as written:
+            keyed = _read_by_key(model, plan, stored)
+            seen = keyed if keyed is not None else _read(model, plan, stored)
     _backfill(query, plan, seen)
     if getattr(query, "cdms_exists", False) and plan.top is not None and _selects_any(query, seen):
         # exists(): a record the exact read returned is stored and matches: True
@@ -134,8 +137,14 @@ def refresh(query: Query) -> None:
     checked = set(seen) | set(local.pending(model))  # as the open migrator.atomic() left them
     # A recheck that deletes or updates rows can bring other rows into the window (a parent
     # deleted sets its subsidiaries' parent to null): check until every row in it is fresh.
-    # A read that wrote nothing, and synced no related rows, left the window as it was.
-    unchanged = stored is not None and not (stored.wrote or plan.backfill or plan.refresh)
+    # A read that wrote nothing, and synced no related rows, left the window as it was; so did
+    # one that wrote only records it read (all checked), when no other row's place in the
+    # window depends on them.
+    unchanged = (
+        stored is not None
+        and not (plan.backfill or plan.refresh)
+        and (not stored.wrote or (written.get(model, set()) <= seen and own_rows_only(query)))
+    )
     window = set(stored.etags) if unchanged else window_keys(query)
     rechecked = deleted = 0
     while stale := window - checked:
@@ -261,21 +270,46 @@ def models_read(query: Query) -> list[type[models.Model]]:
     return found
 
 
+def own_rows_only(query: Query) -> bool:
+    """Whether a row's place in the query's window depends on its own columns only: one
+    table, conditions with no subquery, raw SQL, aggregate or window function, no grouping
+    and no slice, all of which look at other rows."""
+    where = query.where
+    return (
+        len(query.alias_map) <= 1
+        and not query.extra_tables
+        and query.low_mark == 0
+        and query.high_mark is None
+        and query.group_by is None
+        and not query.distinct_fields
+        and not where.contains_aggregate
+        and not where.contains_over_clause
+        and not any(isinstance(node, RawSQL | ExtraWhere) for node in _nodes([where]))
+        and not any(_subqueries([where]))
+    )
+
+
 def _subqueries(expressions: list) -> Iterator[Query]:
-    for expression in expressions:
-        if isinstance(expression, Query):
-            yield expression
-            continue
-        inner = getattr(expression, "query", None)
-        if isinstance(inner, Query):  # Exists(), Subquery()
+    for node in _nodes(expressions):
+        if isinstance(node, Query):
+            yield node
+        elif isinstance(inner := getattr(node, "query", None), Query):  # Exists(), Subquery()
             yield inner
+
+
+def _nodes(expressions: list) -> Iterator:
+    """The expressions and every expression within them, but for those of subqueries."""
+    for expression in expressions:
+        yield expression
+        if isinstance(expression, Query):
+            continue
         children = getattr(expression, "children", None)  # a WhereNode
         if children is None and hasattr(expression, "get_source_expressions"):
             children = [
                 *expression.get_source_expressions(),
                 getattr(expression, "rhs", None),  # a lookup's value: a queryset's Query
             ]
-        yield from _subqueries([c for c in children or [] if c is not None])
+        yield from _nodes([c for c in children or [] if c is not None])
 
 
 def local_query(query: Query) -> Query:

@@ -22,6 +22,7 @@ Sons), Grace Hopper (Contoso), Katherine Johnson (none), Smith Smith (Northwind)
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,7 +33,9 @@ import pytest
 from dateutil.parser import isoparse
 from django.core.exceptions import FieldError
 from django.db import connection
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Window
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import RowNumber
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -40,7 +43,7 @@ from cdms_api.errors import CDMSNotSupported
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import remote
-from migrator.sync import SyncLimitExceeded, SyncLimitWarning
+from migrator.sync import SyncLimitExceeded, SyncLimitWarning, own_rows_only
 from migrator.testing import assertNumRemoteCalls
 from tests.migrator.crm import CRM, names
 from tests.seeded import (
@@ -1680,6 +1683,55 @@ def test_changed_records_are_updated_in_one_statement(crm, cdms_simulator):
     assert [r.employees for r in rows] == [100 + i if i % 2 == 0 else i for i in range(25)]
     [write] = writes(captured)
     assert "ON CONFLICT" in write.upper() and "DO UPDATE" in write.upper()  # one bulk upsert
+
+
+def windows(captured) -> list[str]:
+    """The statements reading the keys and ETags of the rows a query can return (its window)."""
+    return [q["sql"] for q in captured.captured_queries if WINDOW.match(q["sql"])]
+
+
+WINDOW = re.compile(r'SELECT \S+\."cdms_pk"( AS "cdms_pk")?, \S+\."cdms_etag".* IN \(SELECT ')
+
+
+def test_a_read_that_wrote_only_records_it_read_reads_the_window_once(cdms_simulator):
+    """The rows it wrote are checked, and no other row's place in the window depends on
+    them: the window read before the read still gives the rows to recheck."""
+    cdms_simulator.load("accounts", bulk(25))
+    with CaptureQueriesContext(connection) as captured:
+        assert len(orgs.filter(name__startswith="Bulk", employees__lt=20)) == 20
+    assert len(windows(captured)) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda: orgs.filter(name__startswith="Bulk").order_by("-name")[:5],  # rows it pushes out
+        lambda: orgs.filter(name__startswith="Bulk").values("employees").annotate(n=Count("pk")),
+    ],
+)
+def test_a_read_whose_window_depends_on_other_rows_reads_it_again(cdms_simulator, query):
+    cdms_simulator.load("accounts", bulk(25))
+    with CaptureQueriesContext(connection) as captured:
+        list(query())
+    assert len(windows(captured)) == 2
+
+
+@pytest.mark.parametrize(
+    "query, own",
+    [
+        (lambda: orgs.filter(name__startswith="B", employees__gt=F("revenue")), True),
+        (lambda: orgs.filter(Q(name="A") | ~Q(employees__in=[1, 2])).order_by("name"), True),
+        (lambda: orgs.filter(name="A")[2:], False),
+        (lambda: orgs.filter(parent__name="A"), False),
+        (lambda: orgs.filter(pk__in=orgs.filter(name="A").values("pk")), False),
+        (lambda: orgs.filter(Exists(orgs.filter(parent=OuterRef("pk")))), False),
+        (lambda: orgs.filter(name=RawSQL("SELECT MAX(name) FROM core_organisation", [])), False),
+        (lambda: orgs.alias(n=Count("subsidiaries")).filter(n__gt=1), False),
+        (lambda: orgs.alias(r=Window(RowNumber(), order_by="name")).filter(r=1), False),
+    ],
+)
+def test_which_windows_depend_on_each_rows_own_columns_only(query, own):
+    assert own_rows_only(query().query) is own
 
 
 # found in review -----------------------------------------------------------------------------
