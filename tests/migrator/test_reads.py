@@ -43,6 +43,7 @@ from migrator import remote
 from migrator.sync import SyncLimitExceeded, SyncLimitWarning
 from migrator.testing import assertNumRemoteCalls
 from tests.migrator.crm import CRM, names
+from tests.secondapp.models import Sample
 from tests.seeded import (
     ACME,
     ADA,
@@ -976,6 +977,39 @@ def test_slice_of_an_exact_filter_reads_the_top(crm, synced):
     with assertNumRemoteCalls(1):
         assert len(names(query)) == 2
     assert names(query) <= {ACME, NORTHWIND, TOKYO}
+
+
+def test_slice_reads_its_top_and_rechecks_the_stored_rows_in_one_batch(crm, cdms_simulator):
+    """``[:3]`` over stored rows: the top records and the stored rows the local answer can
+    depend on, read by key, in one ``$batch``; a row whose record is gone is deleted, one
+    changed is updated, and no second request is made."""
+    cdms_simulator.load(
+        "new_samples",
+        [{"new_name": f"Rank {i}", "new_rank": i, "new_count": 777} for i in range(30)],
+    )
+    samples = Sample.objects.filter(count=777)
+    assert len(samples) == 30
+    query = samples.order_by("rank")[:3]
+    assert query.cdms_query.endswith("&$orderby=new_rank&$top=3")
+    gone, changed, _ = Sample.objects.skip_cdms().filter(count=777).order_by("rank")[:3]
+    crm.client.delete("new_samples", gone.cdms_pk)
+    crm.client.update("new_samples", changed.cdms_pk, {"new_name": "Renamed"})
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(1):
+        assert [str(row) for row in query] == ["Renamed", "Rank 2", "Rank 3"]
+    assert not Sample.objects.skip_cdms().filter(pk=gone.pk).exists()
+    [batch] = [e for e in cdms_simulator.journal() if e["path"].endswith("$batch")]
+    assert batch["records"] == 5  # the top 3, and the 3 stored rows by key (one gone)
+
+
+def test_slice_with_nothing_stored_reads_its_top_alone(crm, cdms_simulator):
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    with assertNumRemoteCalls(1):
+        assert len(orgs.filter(employees=777)[:3]) == 3
+    [read] = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert (read["method"], read["records"]) == ("GET", 3)
 
 
 def test_slice_of_a_text_condition_reads_all_it_needs(crm, synced):
