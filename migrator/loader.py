@@ -113,8 +113,7 @@ def _write(
     related = _related_ids(model, records, depth, refresh or {})  # may write some records first
     etags = {key: known[key] for key in keyed if key in known}
     if unknown := [key for key in keyed if key not in known]:
-        stored = local.rows(model).filter(cdms_pk__in=unknown).values_list("cdms_pk", "cdms_etag")
-        etags.update((str(key), etag) for key, etag in stored)
+        etags.update(stored_etags(model, unknown))
     written = {}
     for key, record in keyed.items():
         if key in etags and etags[key] == record.get("@odata.etag"):
@@ -138,6 +137,12 @@ def _write(
         created = sum(key not in etags for key in written)
         transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
     return written
+
+
+def stored_etags(model: type[CDMSModel], keys: Iterable[str]) -> dict[str, str]:
+    """Remote key -> the ETag its local row holds, for the keys stored locally."""
+    rows = local.rows(model).filter(cdms_pk__in=list(keys)).values_list("cdms_pk", "cdms_etag")
+    return {str(key): etag for key, etag in rows}
 
 
 def _lock_in_order(model: type[CDMSModel], keys: Iterable[str]) -> None:

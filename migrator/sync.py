@@ -34,7 +34,7 @@ from cdms_api.errors import CDMSNotSupported, FilterTooLong, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
-from .loader import Stored, answered, key_of, load
+from .loader import Stored, answered, key_of, load, stored_etags
 from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
@@ -183,7 +183,48 @@ def _read_plan(query: Query, plan: RemotePlan, stored: Stored) -> tuple[set[str]
         both = _read_top_with_window(model, plan, stored)
         if both is not None:
             return both
+    if getattr(query, "cdms_aggregate", False):
+        keyed_first = _read_keys_first(model, plan, stored)
+        if keyed_first is not None:
+            return keyed_first
     return _read(model, plan, stored), set()
+
+
+def _read_keys_first(
+    model: type[CDMSModel], plan: RemotePlan, stored: Stored
+) -> tuple[set[str], set[str]] | None:
+    """The read of ``count()`` or ``aggregate()`` over stored rows: the keys and ETags of
+    the matching records (``$select`` of the key alone), then in one read by key the records
+    new or changed since they were stored and the stored rows of the window the first read
+    did not return; a record that read does not return is gone. Returns the keys matching
+    and those re-checked; None when no rows are stored, the plan limits or joins (``$top``,
+    related rows), or more records than ``MAX_SYNC_ROWS`` match: the full read does it."""
+    if not stored.etags or plan.top is not None or plan.refresh or plan.backfill:
+        return None
+    mapping, client = model.cdms, remote.client()
+    limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
+    records = client.iter(
+        mapping.entity_set,
+        filter=None if plan.filter is odata.TRUE else plan.filter,
+        select=[mapping.key],
+        top=limit + 1,
+    )
+    with answered(model):
+        matching = {key_of(r[mapping.key]): r.get("@odata.etag") for r in records}
+    if len(matching) > limit:
+        return None
+    etags = {key: stored.etags[key] for key in matching if key in stored.etags}
+    etags.update(stored_etags(model, [key for key in matching if key not in etags]))
+    changed = {key for key, etag in matching.items() if etags.get(key) != etag}
+    unmatched = set(stored.etags) - set(matching) - set(local.pending(model))
+    found = set()
+    wanted = changed | unmatched
+    for page in _pages(client.records(mapping.entity_set, wanted, mapping.select), limit):
+        found.update(load(model, page, stored=stored))
+    if gone := wanted - found:
+        delete_local(model, gone)
+        stored.wrote = True  # rows may have come into the window in their place
+    return set(matching) - gone, unmatched
 
 
 def _read_top_with_window(

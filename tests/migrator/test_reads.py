@@ -1170,6 +1170,45 @@ def test_exists_on_an_exact_filter_reads_one_record_however_many_match(crm, cdms
         )
 
 
+def test_count_over_stored_rows_reads_keys_then_only_what_changed(crm, cdms_simulator):
+    """``count()`` with the rows stored: the matching keys and ETags first, then in one read
+    by key the records new or changed and the stored rows no longer matching; a record that
+    read does not return is deleted locally."""
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    assert len(orgs.filter(employees=777)) == 30
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(1):
+        assert orgs.filter(employees=777).count() == 30
+    [keys] = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert "%24select=accountid&" in keys["query"] + "&"
+
+    moved, renamed, gone = orgs.skip_cdms().filter(employees=777).order_by("pk")[:3]
+    crm.client.update("accounts", moved.cdms_pk, {"numberofemployees": 1})
+    crm.client.update("accounts", renamed.cdms_pk, {"name": "Many renamed"})
+    crm.client.delete("accounts", gone.cdms_pk)
+    crm.add("Many more", numberofemployees=777)
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(2):
+        assert orgs.filter(employees=777).aggregate(n=Count("pk"))["n"] == 29
+    _, by_key = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert by_key["records"] == 3  # the renamed, the new, the moved; the deleted one is not
+    assert orgs.skip_cdms().get(pk=moved.pk).employees == 1
+    assert orgs.skip_cdms().get(pk=renamed.pk).name == "Many renamed"
+    assert not orgs.skip_cdms().filter(pk=gone.pk).exists()
+    crm.assert_touched_in_sync()
+
+
+def test_count_with_nothing_stored_reads_the_records(crm, cdms_simulator):
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    with assertNumRemoteCalls(1):
+        assert orgs.filter(employees=777).count() == 30
+    assert orgs.skip_cdms().filter(employees=777).count() == 30
+
+
 def test_get_cdms_pk_creates_the_missing_local_row(crm):
     assert not Organisation.objects.skip_cdms().exists()
     with assertNumRemoteCalls(1):
