@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from .codec import dumps, loads
-from .errors import CDMSError, MalformedResponse, error_for_status
+from .errors import CDMSError, FilterTooLong, MalformedResponse, error_for_status
 from .keys import LOOKUP_NAMES, RETURN_RECORD, entity_path, new_key
 
 if TYPE_CHECKING:
@@ -94,14 +94,17 @@ class Batch:
         query = f"?$select={','.join(select)}" if select else ""
         return self._read(Operation("GET", f"{entity_path(entity_set, key)}{query}"))
 
-    def query(self, entity_set: str, params: Mapping[str, str], page_size: int) -> Operation:
+    def query(self, entity_set: str, params: Mapping[str, str], page_size: int | None) -> Operation:
         """A collection read (its first page, of up to ``page_size`` records: ``record`` is
-        the answer, ``{"value": [...]}``). Its URL may be up to 64 KB long, twice what a
-        request of its own may be: the way to read many records by key in one request."""
+        the answer, ``{"value": [...]}``; no page size for a read whose ``$top`` it ignores).
+        Its URL may be up to 64 KB long, twice what a request of its own may be: the way to
+        read many records by key in one request."""
         path = f"{entity_set}?{urlencode(params, safe=INNER_URL_SAFE, quote_via=quote)}"
         if len(path) > MAX_INNER_URL_LENGTH:
-            raise ValueError(f"a read's URL inside a batch is at most {MAX_INNER_URL_LENGTH} long")
-        prefer = f"odata.maxpagesize={page_size},{LOOKUP_NAMES}"
+            raise FilterTooLong(
+                f"a read's URL inside a batch is at most {MAX_INNER_URL_LENGTH} long"
+            )
+        prefer = f"odata.maxpagesize={page_size},{LOOKUP_NAMES}" if page_size else LOOKUP_NAMES
         return self._read(Operation("GET", path, headers={"Prefer": prefer}))
 
     def create(self, entity_set: str, data: Mapping[str, Any], key: str | None = None) -> Operation:

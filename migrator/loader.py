@@ -48,10 +48,12 @@ class RemoteNullWarning(UserWarning):
 class Stored:
     """The ETags of rows a read is expected to return, read before it (remote key -> ETag):
     ``load`` compares the records' ETags with them rather than read them again, and notes
-    whether it wrote anything."""
+    whether it wrote anything; the read notes whether it deleted rows (``deleted``), which
+    can change other rows (``on_delete``)."""
 
     etags: dict[str, str]
     wrote: bool = False
+    deleted: bool = False
 
 
 _noted: contextvars.ContextVar[dict[type, set[str]] | None] = contextvars.ContextVar(
@@ -165,7 +167,7 @@ def _write(
         # order, their primary key's, by every page writer (here and ``inbound.write_page``),
         # and new ones inserted in key order: two writers of overlapping pages wait, never
         # deadlock.
-        etags = stored_etags(model, fresh)
+        etags = stored_etags(model, fresh, lock=True)
         changed = page.only(
             [
                 key

@@ -26,6 +26,7 @@ class CDMSQuery(Query):
 
     cdms_sync = True
     cdms_exists = False  # the query of exists(), which one matching row answers
+    cdms_aggregate = False  # the query of count() or aggregate(), whose rows are not returned
 
     def get_compiler(self, using=None, connection=None, elide_empty=True) -> SQLCompiler:
         compiler = super().get_compiler(using, connection, elide_empty)
@@ -39,6 +40,7 @@ class CDMSQuery(Query):
         """``count()`` and ``aggregate()``: sync what the query could count, then aggregate
         locally (the query may run as a subquery of Django's ``AggregateQuery``)."""
         if syncs(self) and aggregate_exprs:
+            self.cdms_aggregate = True
             refresh(self)
             self.cdms_sync = False  # a throwaway clone: the aggregation itself runs locally
         return super().get_aggregation(using, aggregate_exprs)

@@ -31,14 +31,16 @@ from django.db.models.sql.query import Query
 from django.db.models.sql.where import ExtraWhere
 
 from cdms_api import odata
-from cdms_api.errors import CDMSNotSupported, NotFound
+from cdms_api.client import Top
+from cdms_api.errors import CDMSNotSupported, FilterTooLong, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
-from .loader import Stored, key_of, load, noting_writes
+from .loader import Stored, answered, key_of, load, noting_writes
 from .mapping import Mapping
 from .relations import LinkedKeys
 from .translator import RemotePlan, expand_of, translate
+from .upsert import stored_etags
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -119,12 +121,11 @@ def refresh(query: Query) -> None:
         return
     model = query.model
     plan = _resolved(plan_for(query))
-    seen, stored, written = set(), None, {}
+    seen, stored, prechecked, written = set(), None, set(), {}
     if plan.filter is not odata.FALSE:
         stored = Stored(window_etags(query))
         with noting_writes() as written:
-            keyed = _read_by_key(model, plan, stored)
-            seen = keyed if keyed is not None else _read(model, plan, stored)
+            seen, prechecked = _read_plan(query, plan, stored)
     _backfill(query, plan, seen)
     if getattr(query, "cdms_exists", False) and plan.top is not None and _selects_any(query, seen):
         # exists(): a record the exact read returned is stored and matches: True
@@ -134,7 +135,8 @@ def refresh(query: Query) -> None:
     # key it did not return known to be gone.
     cut_short = plan.top is not None and len(seen) >= plan.top
     answered = plan.keys if plan.keys is not None and not cut_short else frozenset()
-    checked = set(seen) | set(local.pending(model))  # as the open migrator.atomic() left them
+    # as the open migrator.atomic() left them
+    checked = set(seen) | prechecked | set(local.pending(model))
     # A recheck that deletes or updates rows can bring other rows into the window (a parent
     # deleted sets its subsidiaries' parent to null): check until every row in it is fresh.
     # A read that wrote nothing, and synced no related rows, left the window as it was; so did
@@ -142,11 +144,14 @@ def refresh(query: Query) -> None:
     # window depends on them.
     unchanged = (
         stored is not None
-        and not (plan.backfill or plan.refresh)
-        and (not stored.wrote or (written.get(model, set()) <= seen and own_rows_only(query)))
+        and not (plan.backfill or plan.refresh or stored.deleted)
+        and (
+            not stored.wrote
+            or (written.get(model, set()) <= seen | prechecked and own_rows_only(query))
+        )
     )
     window = set(stored.etags) if unchanged else window_keys(query)
-    rechecked = deleted = 0
+    rechecked, deleted = len(prechecked), 0
     while stale := window - checked:
         checked |= stale
         if gone := stale & answered:
@@ -178,6 +183,106 @@ def _decided(model: type[CDMSModel], read: str, **fields) -> None:
     fields = {"model": model._meta.label, "read": read, **fields}
     text = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k != "model")
     logger.debug("%s: sync %s", model._meta.label, text, extra={"cdms": fields})
+
+
+def _read_plan(query: Query, plan: RemotePlan, stored: Stored) -> tuple[set[str], set[str]]:
+    """The remote read of a plan: the keys it returned, and those of the stored rows it
+    re-checked by key along with it."""
+    model = query.model
+    keyed = _read_by_key(model, plan, stored)
+    if keyed is not None:
+        return keyed, set()
+    if not getattr(query, "cdms_exists", False):  # exists() answers from the top record alone
+        both = _read_top_with_window(model, plan, stored)
+        if both is not None:
+            return both
+    if getattr(query, "cdms_aggregate", False):
+        keyed_first = _read_keys_first(model, plan, stored)
+        if keyed_first is not None:
+            return keyed_first
+    return _read(model, plan, stored), set()
+
+
+def _read_keys_first(
+    model: type[CDMSModel], plan: RemotePlan, stored: Stored
+) -> tuple[set[str], set[str]] | None:
+    """The read of ``count()`` or ``aggregate()`` over stored rows: the keys and ETags of
+    the matching records (``$select`` of the key alone), then in one read by key the records
+    new or changed since they were stored and the stored rows of the window the first read
+    did not return; a record that read does not return is gone. Returns the keys matching
+    and those re-checked; None when no rows are stored, the plan limits or joins (``$top``,
+    related rows), or more records than ``MAX_SYNC_ROWS`` match: the full read does it."""
+    if not stored.etags or plan.top is not None or plan.refresh or plan.backfill:
+        return None
+    mapping, client = model.cdms, remote.client()
+    limit = remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS)
+    records = client.iter(
+        mapping.entity_set,
+        filter=None if plan.filter is odata.TRUE else plan.filter,
+        select=[mapping.key],
+        top=limit + 1,
+    )
+    with answered(model):
+        matching = {key_of(r[mapping.key]): r.get("@odata.etag") for r in records}
+    if len(matching) > limit:
+        return None
+    etags = {key: stored.etags[key] for key in matching if key in stored.etags}
+    etags.update(stored_etags(model, [key for key in matching if key not in etags]))
+    changed = {key for key, etag in matching.items() if etags.get(key) != etag}
+    unmatched = set(stored.etags) - set(matching) - set(local.pending(model))
+    found = set()
+    wanted = changed | unmatched
+    for page in _pages(client.records(mapping.entity_set, wanted, mapping.select), limit):
+        found.update(load(model, page, stored=stored))
+    if gone := wanted - found:
+        delete_local(model, gone)
+        stored.deleted = True  # rows may have come into the window in their place
+    return set(matching) - gone, unmatched
+
+
+def _read_top_with_window(
+    model: type[CDMSModel], plan: RemotePlan, stored: Stored
+) -> tuple[set[str], set[str]] | None:
+    """A read of the first records (``qs[:10]``) and the re-check by key of the stored rows
+    the local answer can depend on (``stored``: its window before the read), together in one
+    ``$batch`` request. Returns the keys the top read returned and those re-checked (a row
+    whose record the keyed read does not return is deleted); None when the plan is no such
+    read (no ``$top``, more than a page, related rows to sync after it), the window is empty,
+    or the reads are too long for a batch: the plain read and re-check do it."""
+    client = remote.client()
+    window = set(stored.etags) - set(local.pending(model))
+    limit = min(client.page_size, remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS))
+    if plan.top is None or plan.top > limit or plan.backfill or not window or len(window) > limit:
+        return None
+    mapping = model.cdms
+    reads = [
+        Top(
+            None if plan.filter is odata.TRUE else plan.filter,
+            plan.top,
+            mapping.select,
+            plan.orderby or None,
+            plan.expand or None,
+        ),
+        Top(
+            odata.Prop(mapping.key).isin(sorted(window)),
+            len(window),
+            mapping.select,
+            None,
+            plan.expand or None,
+        ),
+    ]
+    try:
+        top, keyed = client.tops(mapping.entity_set, reads)
+    except FilterTooLong:
+        return None
+    seen = load(model, top, refresh=plan.refresh, stored=stored)
+    with answered(model):  # the records both reads returned are stored once
+        rest = [record for record in keyed if key_of(record[mapping.key]) not in seen]
+    found = load(model, rest, refresh=plan.refresh, stored=stored)
+    if gone := window - seen - found:
+        delete_local(model, gone)
+        stored.deleted = True  # rows may have come into the window in their place
+    return seen, window
 
 
 def _read(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str]:

@@ -246,7 +246,9 @@ class Translator(RelationConditions):
                 continue
             if any(o.split()[0] == fm.remote for o in orderby):
                 continue  # ordered by it already (the admin repeats its ordering)
-            orderby.append(f"{fm.remote} desc" if name.startswith("-") else fm.remote)
+            # reverse(), last() and latest() flip every direction (Django's standard_ordering)
+            descending = name.startswith("-") == query.standard_ordering
+            orderby.append(f"{fm.remote} desc" if descending else fm.remote)
             if (
                 fm.is_lookup
                 or fm.field.null

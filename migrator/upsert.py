@@ -86,10 +86,14 @@ def upsert(
             )
 
 
-def stored_etags(model: type[models.Model], keys: list[str]) -> dict[str, str]:
+def stored_etags(
+    model: type[models.Model], keys: list[str], *, lock: bool = False
+) -> dict[str, str]:
     """The ETags the rows of ``keys`` hold (remote key -> ETag, for the rows stored), in one
-    statement, which on a database with row locks also locks the rows, in their primary key's
-    order."""
+    statement, which with ``lock`` on a database with row locks also locks the rows, in their
+    primary key's order."""
+    if not keys:
+        return {}
     connection = connections[router.db_for_write(model)]
     meta, quote = model._meta, connection.ops.quote_name
     key = meta.get_field(KEY)
@@ -99,7 +103,7 @@ def stored_etags(model: type[models.Model], keys: list[str]) -> dict[str, str]:
         f"SELECT {table}.{quote(key.column)}, {table}.{quote(meta.get_field(ETAG).column)} "
         f"FROM {table} WHERE {table}.{quote(key.column)} IN ({', '.join(['%s'] * len(keys))})"
     )
-    if connection.features.has_select_for_update:
+    if lock and connection.features.has_select_for_update:
         sql += f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, list(by_value))

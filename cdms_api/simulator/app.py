@@ -39,7 +39,7 @@ from .keys import KeyRef, missing, parse_key
 from .metadata import csdl
 from .options import Preferences, ReadOptions, parse_expand, parse_read_options, parse_select
 from .reads import CollectionRead, context_url, etag, expansions, represent
-from .responses import empty, error_response, json_response
+from .responses import RECORDS, empty, error_response, json_response
 from .schema import EntitySet, Schema
 from .seed import SEEDS
 from .store import Store
@@ -61,7 +61,6 @@ SEGMENT = re.compile(
 
 FAULT = "cdms.fault"  # the kind of the fault rule a request met, for the journal
 DROPPED = 599  # the journal's status for a connection closed without an answer
-RECORDS = "cdms_api.simulator.records"  # in a request's environ: how many records it answered
 
 
 class DropConnection(Exception):

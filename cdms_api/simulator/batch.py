@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 from .. import codec
 from .errors import DataverseError, bad_query
 from .options import Preferences
-from .responses import error_response
+from .responses import RECORDS, error_response
 
 if TYPE_CHECKING:
     from .app import Simulator
@@ -215,7 +215,10 @@ def _execute(
         base_url=batch_request.host_url,
     ).get_environ()
     environ["REMOTE_ADDR"] = batch_request.remote_addr
-    return simulator.dispatch(Request(environ))
+    response = simulator.dispatch(Request(environ))
+    if environ.get(RECORDS) is not None:  # the batch's journal entry counts its reads' records
+        batch_request.environ[RECORDS] = batch_request.environ.get(RECORDS, 0) + environ[RECORDS]
+    return response
 
 
 def _reason(status: int) -> str:

@@ -10,6 +10,8 @@ from werkzeug.wrappers import Response
 from .. import codec
 from .errors import DataverseError
 
+RECORDS = "cdms_api.simulator.records"  # in a request's environ: how many records it answered
+
 JSON_TYPE = "application/json; odata.metadata=minimal"
 
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdms_api import errors
-from cdms_api.client import CDMSClient
+from cdms_api.client import CDMSClient, Top
 from cdms_api.keys import bind
 from cdms_api.metadata import LookupInfo
-from cdms_api.odata import FilterTooLong
+from cdms_api.odata import FilterTooLong, Prop
 from cdms_api.retry import RetryPolicy
 from cdms_api.simulator.seed import demo_key
 from tests.seeded import ACME_KEY, WIDGETS
@@ -268,6 +268,32 @@ def test_batch_of_2500_operations_is_three_requests(client):
     assert all(op.ok for op in batch.operations)
     assert batch.requests == 3
     assert client.count("contacts", "startswith(lastname,'Batch ')") == 2500
+
+
+def test_tops_are_read_together_in_one_batch(cdms_simulator, client):
+    """Each read's first records, in its order, in one request; the journal counts the
+    records its reads answered."""
+    cdms_simulator.clear_journal()
+    ranked, keyed = client.tops(
+        "accounts",
+        [
+            Top("numberofemployees ne null", 2, ["name"], ["numberofemployees desc"]),
+            Top(Prop("accountid").isin([ACME, demo_key(WIDGETS)]), 2, ["name"]),
+        ],
+    )
+    employees = client.iter("accounts", "numberofemployees ne null", ["numberofemployees"])
+    most = sorted(employees, key=lambda r: -r["numberofemployees"])[:2]
+    assert [r["accountid"] for r in ranked] == [r["accountid"] for r in most]
+    assert {r["accountid"] for r in keyed} == {ACME, demo_key(WIDGETS)}
+    [batch] = [e for e in cdms_simulator.journal() if e["path"].endswith("$batch")]
+    assert batch["records"] == 4
+
+
+def test_a_top_too_long_for_a_batch_is_refused_before_sending(client):
+    keys = [str(uuid.uuid4()) for _ in range(2000)]
+    with pytest.raises(FilterTooLong):
+        client.tops("accounts", [Top(Prop("accountid").isin(keys), 2000)])
+    assert api_calls(client) == []
 
 
 # change tracking -----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from migrator import remote
 from migrator.sync import SyncLimitExceeded, SyncLimitWarning, own_rows_only
 from migrator.testing import assertNumRemoteCalls
 from tests.migrator.crm import CRM, names
+from tests.secondapp.models import Sample
 from tests.seeded import (
     ACME,
     ADA,
@@ -981,6 +982,39 @@ def test_slice_of_an_exact_filter_reads_the_top(crm, synced):
     assert names(query) <= {ACME, NORTHWIND, TOKYO}
 
 
+def test_slice_reads_its_top_and_rechecks_the_stored_rows_in_one_batch(crm, cdms_simulator):
+    """``[:3]`` over stored rows: the top records and the stored rows the local answer can
+    depend on, read by key, in one ``$batch``; a row whose record is gone is deleted, one
+    changed is updated, and no second request is made."""
+    cdms_simulator.load(
+        "new_samples",
+        [{"new_name": f"Rank {i}", "new_rank": i, "new_count": 777} for i in range(30)],
+    )
+    samples = Sample.objects.filter(count=777)
+    assert len(samples) == 30
+    query = samples.order_by("rank")[:3]
+    assert query.cdms_query.endswith("&$orderby=new_rank&$top=3")
+    gone, changed, _ = Sample.objects.skip_cdms().filter(count=777).order_by("rank")[:3]
+    crm.client.delete("new_samples", gone.cdms_pk)
+    crm.client.update("new_samples", changed.cdms_pk, {"new_name": "Renamed"})
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(1):
+        assert [str(row) for row in query] == ["Renamed", "Rank 2", "Rank 3"]
+    assert not Sample.objects.skip_cdms().filter(pk=gone.pk).exists()
+    [batch] = [e for e in cdms_simulator.journal() if e["path"].endswith("$batch")]
+    assert batch["records"] == 5  # the top 3, and the 3 stored rows by key (one gone)
+
+
+def test_slice_with_nothing_stored_reads_its_top_alone(crm, cdms_simulator):
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    with assertNumRemoteCalls(1):
+        assert len(orgs.filter(employees=777)[:3]) == 3
+    [read] = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert (read["method"], read["records"]) == ("GET", 3)
+
+
 def test_slice_of_a_text_condition_reads_all_it_needs(crm, synced):
     """Dataverse's ``name eq`` also matches other cases: its top record may be one the local
     query rejects (the remote's first, by key, is the upper-case one)."""
@@ -1137,6 +1171,45 @@ def test_exists_on_an_exact_filter_reads_one_record_however_many_match(crm, cdms
         Organisation.objects.skip_cdms().filter(employees=777).order_by("pk")[:1].get().delete(
             skip_cdms=True
         )
+
+
+def test_count_over_stored_rows_reads_keys_then_only_what_changed(crm, cdms_simulator):
+    """``count()`` with the rows stored: the matching keys and ETags first, then in one read
+    by key the records new or changed and the stored rows no longer matching; a record that
+    read does not return is deleted locally."""
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    assert len(orgs.filter(employees=777)) == 30
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(1):
+        assert orgs.filter(employees=777).count() == 30
+    [keys] = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert "%24select=accountid&" in keys["query"] + "&"
+
+    moved, renamed, gone = orgs.skip_cdms().filter(employees=777).order_by("pk")[:3]
+    crm.client.update("accounts", moved.cdms_pk, {"numberofemployees": 1})
+    crm.client.update("accounts", renamed.cdms_pk, {"name": "Many renamed"})
+    crm.client.delete("accounts", gone.cdms_pk)
+    crm.add("Many more", numberofemployees=777)
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(2):
+        assert orgs.filter(employees=777).aggregate(n=Count("pk"))["n"] == 29
+    _, by_key = [e for e in cdms_simulator.journal() if "accounts" in e["path"]]
+    assert by_key["records"] == 3  # the renamed, the new, the moved; the deleted one is not
+    assert orgs.skip_cdms().get(pk=moved.pk).employees == 1
+    assert orgs.skip_cdms().get(pk=renamed.pk).name == "Many renamed"
+    assert not orgs.skip_cdms().filter(pk=gone.pk).exists()
+    crm.assert_touched_in_sync()
+
+
+def test_count_with_nothing_stored_reads_the_records(crm, cdms_simulator):
+    cdms_simulator.load(
+        "accounts", [{"name": f"Many {i}", "numberofemployees": 777} for i in range(30)]
+    )
+    with assertNumRemoteCalls(1):
+        assert orgs.filter(employees=777).count() == 30
+    assert orgs.skip_cdms().filter(employees=777).count() == 30
 
 
 def test_get_cdms_pk_creates_the_missing_local_row(crm):

@@ -81,6 +81,36 @@ def test_a_limited_read_never_deletes_a_live_row(crm, stale, local_rank, read, e
     assert Sample.objects.skip_cdms().get(name=stale).rank == {"Alpha": 100, "Beta": 5}[stale]
 
 
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        (lambda qs: qs.latest("rank"), "High"),
+        (lambda qs: qs.order_by("rank").last(), "High"),
+        (lambda qs: qs.order_by("rank").reverse()[:1][0], "High"),
+        (lambda qs: qs.order_by("-rank").reverse()[:1][0], "Lowest"),
+        (lambda qs: qs.earliest("-rank"), "High"),
+    ],
+    ids=["latest", "last", "reverse", "reverse-descending", "earliest-descending"],
+)
+def test_a_reversed_order_is_sent_reversed_with_its_top(crm, read, expected):
+    """``reverse()``, ``last()`` and ``latest()`` flip the query's order: the remote's first
+    records are those of the flipped order, or the read returns the wrong ones (here the
+    record not stored locally yet, which only the remote read can bring)."""
+    sample(crm, "Low", new_rank=1, new_count=7)
+    sample(crm, "Mid", new_rank=5, new_count=7)
+    assert len(list(Sample.objects.filter(count=7))) == 2
+    sample(crm, "High", new_rank=9, new_count=7)
+    sample(crm, "Lowest", new_rank=0, new_count=7)
+    query = Sample.objects.filter(count=7)
+    with assertNumRemoteCalls(1):
+        assert read(query).name == expected
+
+
+def test_a_reversed_order_sends_its_flipped_direction():
+    query = Sample.objects.filter(count=7).order_by("rank", "-day").reverse()[:1]
+    assert query.cdms_query.endswith("&$orderby=new_rank+desc,new_day")
+
+
 def test_a_read_cut_short_keeps_rows_their_local_fields_and_the_keys_pointing_at_them(crm):
     """The same with a second app's models: local-only fields and a ``SET_NULL`` foreign key
     pointing at the row stay. (``headcount`` reads the remote's null as its default, which
