@@ -232,7 +232,9 @@ def _read_keys_first(
     unmatched = set(stored.etags) - set(matching) - set(local.pending(model))
     found = set()
     wanted = changed | unmatched
-    for page in _pages(client.records(mapping.entity_set, wanted, mapping.select), limit):
+    for page in _pages(
+        client.records(mapping.entity_set, wanted, mapping.select), client.page_size
+    ):
         found.update(load(model, page, stored=stored))
     if gone := wanted - found:
         delete_local(model, gone)
@@ -252,23 +254,22 @@ def _read_top_with_window(
     client = remote.client()
     window = set(stored.etags) - set(local.pending(model))
     limit = min(client.page_size, remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS))
-    if plan.top is None or plan.top > limit or plan.backfill or not window or len(window) > limit:
+    if plan.top is None or plan.top > limit or plan.backfill or not window:
         return None
-    mapping = model.cdms
+    mapping, expand = model.cdms, plan.expand or None
     reads = [
         Top(
-            None if plan.filter is odata.TRUE else plan.filter,
-            plan.top,
-            mapping.select,
-            plan.orderby or None,
-            plan.expand or None,
+            filter=None if plan.filter is odata.TRUE else plan.filter,
+            top=plan.top,
+            select=mapping.select,
+            orderby=plan.orderby or None,
+            expand=expand,
         ),
         Top(
-            odata.Prop(mapping.key).isin(sorted(window)),
-            len(window),
-            mapping.select,
-            None,
-            plan.expand or None,
+            filter=odata.Prop(mapping.key).isin(sorted(window)),
+            top=len(window),  # no more than the slice's end: within a page
+            select=mapping.select,
+            expand=expand,
         ),
     ]
     try:
