@@ -91,3 +91,12 @@ def pending(model: type[models.Model]) -> dict[str, str]:
     brought back (a deleted one)."""
     opened = _block.get()
     return {} if opened is None else opened.pending(model)
+
+
+def stored_version(model: type[models.Model], pk: Any) -> tuple[str, str] | None:
+    """The remote key and ETag of the row ``pk``, in one statement; None when there is no
+    such row, or it was never synced."""
+    row = rows(model).filter(pk=pk).values_list("cdms_pk", "cdms_etag").first()
+    if row is None or row[0] is None or not row[1]:
+        return None
+    return str(row[0]), row[1]
