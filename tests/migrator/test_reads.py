@@ -1118,9 +1118,7 @@ def test_get_pk_of_an_unchanged_record_is_one_keyed_request_answered_304(
     assert request["path"].endswith(f"accounts({demo_key(CONTOSO)})")
 
 
-def test_get_pk_of_an_unchanged_record_reads_its_key_and_etag_in_one_local_statement(
-    crm, synced
-):
+def test_get_pk_of_an_unchanged_record_reads_its_key_and_etag_in_one_local_statement(crm, synced):
     """The row's key and ETag in one statement, the keyed GET, then Django's own query."""
     row = local(CONTOSO)
     with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
