@@ -91,13 +91,16 @@ def _note(sender: type[CDMSModel], instance: CDMSModel, **kwargs: Any) -> None:
         running.pks[id(write)] = instance.pk
 
 
-def unlinking(queryset: QuerySet) -> None:
+def unlinking(queryset: QuerySet) -> bool:
     """Django's deletion is about to set a foreign key of these rows to null or its default
-    (``on_delete=SET_NULL``): note their keys, to read them again afterwards."""
+    (``on_delete=SET_NULL``): note their keys, to read them again afterwards. False when it
+    unlinks no row at all (the ``UPDATE`` would change nothing)."""
     running = _running.get()
-    if running is not None and getattr(queryset.model, "cdms", None) is not None:
-        keys = queryset.exclude(cdms_pk=None).values_list("cdms_pk", flat=True)
-        running.unlinked[queryset.model].update(str(key) for key in keys)
+    if running is None or getattr(queryset.model, "cdms", None) is None:
+        return True
+    keys = list(queryset.values_list("cdms_pk", flat=True))
+    running.unlinked[queryset.model].update(str(key) for key in keys if key is not None)
+    return bool(keys)
 
 
 def delete(action: Callable[[], T], using: str, operation: str) -> T:

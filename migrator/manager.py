@@ -81,7 +81,8 @@ class CDMSQuerySet(models.QuerySet):
 
     def update(self, **kwargs: Any) -> int:
         if not syncs(self.query):
-            deletion.unlinking(self)
+            if not deletion.unlinking(self):
+                return 0
             with self._locally():
                 return super().update(**kwargs)
         return bulk.update(self, kwargs)

@@ -71,14 +71,31 @@ class CDMSModel(models.Model):
         remote_create = creating or not self.cdms_etag  # never synced: a local-only row
         if remote_create and self.cdms_pk is None:
             self.cdms_pk = uuid.uuid4()  # kept on failure, so a retried save stays one record
+        update_fields = kwargs.get("update_fields")
+        update = None if remote_create else writes.in_place_update(self, update_fields)
         try:
-            with transaction.atomic(using=using):
+            with writes.in_place(update), transaction.atomic(using=using):
                 super().save(*args, **kwargs)
-                writes.push(self, remote_create, kwargs.get("update_fields"))
+                if update is None or not update.handled:
+                    writes.push(self, remote_create, update_fields)
+                else:
+                    update.adopt()
         except BaseException:
             if creating:
                 self.pk, self._state.adding = None, True
             raise
+
+    def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update) -> bool:
+        """The update this save sends, sent first (``writes.InPlace``): one local ``UPDATE``
+        then writes the record as the CRM stored it. A row missing locally is inserted so."""
+        update = writes.sending_in_place(self)
+        if update is None:
+            return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
+        values = update.send(values)
+        updated = super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
+        if not updated:
+            update.adopt()
+        return updated
 
     def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
         """Sync the row, then reload it, as every read does; a deferred field loaded on

@@ -21,12 +21,12 @@ import logging
 import warnings
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.apps import apps
 from django.db import models
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Col, RawSQL
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import ExtraWhere
 
@@ -109,6 +109,8 @@ def refresh(query: Query) -> None:
     """Bring every local row ``query`` can return up to date (see the module's docstring).
     A query that reads only models backed by the change feed applies their feeds instead
     (``feed``); the local query then answers exactly."""
+    if _read_by_pk(query):
+        return
     synced = [m for m in models_read(query) if isinstance(getattr(m, "cdms", None), Mapping)]
     if synced and all(reads_changes(m) for m in synced):
         for model in synced:
@@ -180,6 +182,8 @@ def _decided_read(model: type[CDMSModel], plan: RemotePlan, seen: set[str], **fi
 def _decided(model: type[CDMSModel], read: str, **fields) -> None:
     """One log line per synced query saying what it read and why (``migrator`` logger, DEBUG),
     the figures also as the record's ``cdms`` attribute for a structured formatter."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
     fields = {"model": model._meta.label, "read": read, **fields}
     text = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k != "model")
     logger.debug("%s: sync %s", model._meta.label, text, extra={"cdms": fields})
@@ -313,24 +317,82 @@ def _read(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str]:
 
 
 def _read_by_key(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str] | None:
-    """A read of one record whose row the query selects (``get(pk=...)``): a keyed GET with
-    ``If-None-Match`` on the stored ETag, which the remote answers 304, and nothing is
-    written, while the record is unchanged. Returns the key when the record is there, nothing
-    when it is gone; None when the plan is no such read (the filtered read does it)."""
+    """A read of one record whose row the query selects (``get(cdms_pk=...)``): a keyed GET
+    (``_get_stored``). Returns the key when the record is there, nothing when it is gone; None
+    when the plan is no such read (the filtered read does it)."""
     if plan.keys is None or len(plan.keys) != 1 or plan.expand:
         return None
     key = key_of(next(iter(plan.keys)))
     etag = stored.etags.get(key)
     if not etag:
         return None
+    return {key} if _get_stored(model, key, stored, plan.refresh) else set()
+
+
+def _read_by_pk(query: Query) -> bool:
+    """``get(pk=...)`` (``filter(pk=...)``) of a row stored with its ETag: its key and ETag
+    read in one local statement, then the keyed GET (``_get_stored``), no translation, no
+    window. False, having done nothing, for any other query, and in a ``migrator.atomic()``
+    block (whose pending writes the full path leaves as the block made them)."""
+    pk = by_local_pk(query)
+    if pk is None or local.block() is not None or reads_changes(query.model):
+        return False
+    model = query.model
+    version = local.stored_version(model, pk)
+    if version is None:
+        return False
+    key, etag = version
+    found = _get_stored(model, key, Stored({key: etag}))
+    if not found:
+        delete_local(model, {key})
+    _decided(model, "key", records=int(found), deleted=int(not found))
+    return True
+
+
+def by_local_pk(query: Query) -> Any:
+    """The primary key a query of its model's table alone selects by, and by nothing else
+    (``pk=...``, ``id=...``); None for any other query."""
+    model = query.model
+    if (
+        query.combinator
+        or query.select_related
+        or query.annotations
+        or query.extra
+        or query.group_by is not None
+        or len(query.alias_map) != 1
+        or not isinstance(getattr(model, "cdms", None), Mapping)
+    ):
+        return None
+    where = query.where
+    if where.negated or len(where.children) != 1:
+        return None
+    [lookup] = where.children
+    if (
+        getattr(lookup, "lookup_name", None) != "exact"
+        or not isinstance(lookup.lhs, Col)
+        or lookup.lhs.target is not model._meta.pk
+        or lookup.rhs is None
+        or hasattr(lookup.rhs, "resolve_expression")
+    ):
+        return None
+    return lookup.rhs
+
+
+def _get_stored(
+    model: type[CDMSModel], key: str, stored: Stored, refresh: dict | None = None
+) -> bool:
+    """The record of a stored row read by key with ``If-None-Match`` on the stored ETag,
+    which the remote answers 304, and nothing is written, while the record is unchanged.
+    Stores a changed record. Returns whether it is there."""
     mapping = model.cdms
+    etag = stored.etags[key]
     try:
         record = remote.client().get(mapping.entity_set, key, select=mapping.select, etag=etag)
     except NotFound:
-        return set()
+        return False
     if record is not None:
-        load(model, [record], refresh=plan.refresh, stored=stored)
-    return {key}
+        load(model, [record], refresh=refresh, stored=stored)
+    return True
 
 
 def _resolved(plan: RemotePlan) -> RemotePlan:

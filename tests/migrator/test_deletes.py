@@ -8,7 +8,9 @@ import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cdms_api.errors import BulkWriteError, PreconditionFailed
@@ -53,6 +55,27 @@ def test_deleting_one_row_is_one_delete(crm, doomed):
         Organisation.objects.filter(name="Doomed 0").delete()
     assert requests_made(calls) == [("GET", "accounts"), ("DELETE", "accounts")]
     crm.assert_all_in_sync(Organisation, [o.cdms_pk for o in doomed])
+
+
+def test_a_delete_that_unlinks_nothing_updates_nothing(crm, doomed):
+    """``on_delete=SET_NULL`` with no row pointing at the one deleted: no ``UPDATE``."""
+    [doomed_0, *_] = doomed
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        doomed_0.delete()
+    statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    assert "UPDATE" not in statements
+    assert statements.count("DELETE") == 1
+    crm.assert_all_in_sync(Organisation, [o.cdms_pk for o in doomed])
+
+
+def test_a_delete_unlinks_a_row_with_no_remote_key_too(crm, doomed):
+    """A local-only row pointing at the row deleted is unlinked, though there is nothing of it
+    to read again."""
+    [doomed_0, *_] = doomed
+    orphan = Organisation(name="Local only", parent=doomed_0)
+    orphan.save(skip_cdms=True)
+    doomed_0.delete()
+    assert Organisation.objects.skip_cdms().get(pk=orphan.pk).parent_id is None
 
 
 def test_the_rows_a_delete_unlinks_are_read_again(crm, synced):

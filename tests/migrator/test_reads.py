@@ -1155,6 +1155,33 @@ def test_get_pk_of_an_unchanged_record_is_one_keyed_request_answered_304(
     assert request["path"].endswith(f"accounts({demo_key(CONTOSO)})")
 
 
+def test_get_pk_of_an_unchanged_record_reads_its_key_and_etag_in_one_local_statement(crm, synced):
+    """The row's key and ETag in one statement, the keyed GET, then Django's own query."""
+    row = local(CONTOSO)
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        assert orgs.get(id=row.pk).cdms_etag == row.cdms_etag
+    assert len(captured) == 2
+
+
+def test_get_pk_of_a_changed_record_stores_it_in_one_local_write(crm, synced):
+    row = local(CONTOSO)
+    crm.change(CONTOSO, numberofemployees=47)
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        assert orgs.filter(pk=row.pk).get().employees == 47
+    assert len(writes(captured)) == 1
+    crm.assert_touched_in_sync()
+
+
+def test_get_pk_with_select_related_brings_the_related_row_too(crm, synced):
+    """A query that joins reads the record with its related one (``$expand``)."""
+    widgets = local(WIDGETS)
+    crm.change(widgets.parent.name, telephone1="+44 20 0000 0001")
+    with assertNumRemoteCalls(1):
+        found = orgs.select_related("parent").get(pk=widgets.pk)
+    assert found.parent.phone == "+44 20 0000 0001"
+    crm.assert_touched_in_sync()
+
+
 def test_exists_on_an_exact_filter_reads_one_record_however_many_match(crm, cdms_simulator):
     """``$top=1``: the record read is stored and selected, which answers; the other local rows
     that match need no re-check."""

@@ -13,8 +13,9 @@ from decimal import Decimal
 import pytest
 import simplejson
 from dateutil.parser import isoparse
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import signals
+from django.test.utils import CaptureQueriesContext
 
 from cdms_api.errors import (
     CDMSError,
@@ -32,6 +33,7 @@ CONTOSO = uuid.UUID(demo_key("Contoso Consulting"))
 FABRIKAM = uuid.UUID(demo_key("Fabrikam Design"))
 ADA = uuid.UUID(demo_key("Ada Lovelace"))
 ONE_ACCOUNT = r"/accounts\("
+FAILING = "failing post_save"
 ACCOUNTS = r"/accounts$"
 
 
@@ -625,6 +627,80 @@ def test_update_of_a_record_deleted_remotely_fails(crm, northwind):
         northwind.save()
     assert row_values(northwind) == row_before
     assert crm.get("accounts", NORTHWIND) is None
+
+
+def test_update_writes_the_local_row_once_with_what_the_crm_stored(crm, northwind):
+    """The PATCH goes first, so that one ``UPDATE`` writes the answer's values and ETag."""
+    northwind.revenue = Decimal("1.23456")  # the CRM keeps 4 decimal places
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        northwind.save()
+    updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1
+    record = crm.get("accounts", NORTHWIND)
+    assert record["revenue"] == local(northwind).revenue == northwind.revenue == Decimal("1.2346")
+    assert_in_step(northwind, record)
+
+
+@pytest.fixture
+def failing_post_save():
+    """A ``post_save`` receiver that fails: the save fails locally after its remote write."""
+
+    def fail(sender, instance, **kwargs):
+        raise RuntimeError("post_save failed")
+
+    signals.post_save.connect(fail, sender=Organisation, weak=False, dispatch_uid=FAILING)
+    yield
+    signals.post_save.disconnect(sender=Organisation, dispatch_uid=FAILING)
+
+
+def test_update_failing_locally_is_undone_remotely(crm, northwind, failing_post_save):
+    record_before, row_before = crm.get("accounts", NORTHWIND), row_values(northwind)
+    northwind.name = "Northwind Undone"
+    with assertNumRemoteCalls(2) as calls, pytest.raises(RuntimeError):
+        northwind.save()
+    assert requests_made(calls) == [("PATCH", 200), ("PATCH", 200)]
+    record = crm.get("accounts", NORTHWIND)
+    versioning = ("@odata.etag", "modifiedon", "versionnumber")
+    assert {k: v for k, v in record.items() if k not in versioning} == {
+        k: v for k, v in record_before.items() if k not in versioning
+    }
+    assert row_values(northwind) == row_before
+    # the change is still on the instance, with the ETag the undo left: saved again
+    signals.post_save.disconnect(sender=Organisation, dispatch_uid=FAILING)
+    with assertNumRemoteCalls(1):
+        northwind.save()
+    assert crm.get("accounts", NORTHWIND)["name"] == local(northwind).name == "Northwind Undone"
+
+
+def test_update_failing_locally_and_not_undone_says_so(crm, cdms_simulator, northwind):
+    def fail(sender, instance, **kwargs):
+        cdms_simulator.add_faults(fault("PATCH", ONE_ACCOUNT, status=400))  # the undo's
+        raise RuntimeError("post_save failed")
+
+    signals.post_save.connect(fail, sender=Organisation, weak=False)
+    northwind.name = "Northwind Kept"
+    try:
+        with pytest.raises(RuntimeError) as error:
+            northwind.save()
+    finally:
+        signals.post_save.disconnect(fail, sender=Organisation)
+    assert "could not be undone" in "".join(error.value.__notes__)
+    assert crm.get("accounts", NORTHWIND)["name"] == "Northwind Kept"
+    assert local(northwind).name == "Northwind Traders"
+
+
+def test_update_of_a_field_not_loaded_is_sent_after_the_local_update(crm, northwind):
+    """Without the value it replaces (a deferred field, set without being loaded), an update
+    could not be undone: it is sent after Django's ``UPDATE``, then the row is updated."""
+    org = Organisation.objects.skip_cdms().only("name").get(pk=northwind.pk)
+    org.phone = "+44 20 7946 0999"
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        org.save()
+    updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 2
+    record = crm.get("accounts", NORTHWIND)
+    assert record["telephone1"] == local(northwind).phone == "+44 20 7946 0999"
+    assert_in_step(org, record)
 
 
 # Rollback: delete --------------------------------------------------------------------------
