@@ -306,6 +306,8 @@ def _link_within(model: type[CDMSModel], page: Page, written: dict[str, dict], n
 
 def _local_ids(model: type[models.Model], keys: set[str]) -> dict[str, Any]:
     """Remote key -> local id, for the rows of ``keys`` stored locally."""
+    if not keys:
+        return {}
     pairs = local.rows(model).filter(cdms_pk__in=keys).values_list("cdms_pk", "pk")
     return {str(key): pk for key, pk in pairs}
 

@@ -334,7 +334,7 @@ def _read_by_pk(query: Query) -> bool:
     read in one local statement, then the keyed GET (``_get_stored``), no translation, no
     window. False, having done nothing, for any other query, and in a ``migrator.atomic()``
     block (whose pending writes the full path leaves as the block made them)."""
-    pk = by_local_pk(query)
+    pk = _by_local_pk(query)
     if pk is None or local.block() is not None or reads_changes(query.model):
         return False
     model = query.model
@@ -349,12 +349,14 @@ def _read_by_pk(query: Query) -> bool:
     return True
 
 
-def by_local_pk(query: Query) -> Any:
+def _by_local_pk(query: Query) -> Any:
     """The primary key a query of its model's table alone selects by, and by nothing else
-    (``pk=...``, ``id=...``); None for any other query."""
+    (``pk=...``, ``id=...``); None for any other query, and for a model whose fields span
+    the tables of several models (multi-table inheritance)."""
     model = query.model
     if (
-        query.combinator
+        model._meta.parents
+        or query.combinator
         or query.select_related
         or query.annotations
         or query.extra
