@@ -1,9 +1,9 @@
 """One bulk ``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` of the loader's rows, through the
 connection's cursor: what ``bulk_create(update_conflicts=True)`` stores, without model
 instances, and without Django's insert compiler preparing every value again per statement
-(after one statement reading the ETags the rows hold and locking them, ``stored_etags``). On
-PostgreSQL the values go as one array per column (``unnest``); elsewhere as a multi-row
-``VALUES`` of as many rows as the bound parameters allow.
+(the ETags the rows hold read first, by ``stored_etags``). On PostgreSQL the values go as
+one array per column (``unnest``); elsewhere as a multi-row ``VALUES`` of as many rows as the
+bound parameters allow.
 
 Every value is stored exactly as Django stores it: through its field's ``get_db_prep_save``,
 but for the values that Django would store as they are (``AS_THEY_ARE``). A new row takes
@@ -86,10 +86,10 @@ def upsert(
             )
 
 
-def stored_etags(model: type[models.Model], keys: list[str]) -> dict[str, str]:
+def stored_etags(model: type[models.Model], keys: list[str], lock: bool = False) -> dict[str, str]:
     """The ETags the rows of ``keys`` hold (remote key -> ETag, for the rows stored), in one
-    statement, which on a database with row locks also locks the rows, in their primary key's
-    order."""
+    statement; with ``lock``, on a database with row locks, the same statement locks the
+    rows, in their primary key's order."""
     connection = connections[router.db_for_write(model)]
     meta, quote = model._meta, connection.ops.quote_name
     key = meta.get_field(KEY)
@@ -99,7 +99,7 @@ def stored_etags(model: type[models.Model], keys: list[str]) -> dict[str, str]:
         f"SELECT {table}.{quote(key.column)}, {table}.{quote(meta.get_field(ETAG).column)} "
         f"FROM {table} WHERE {table}.{quote(key.column)} IN ({', '.join(['%s'] * len(keys))})"
     )
-    if connection.features.has_select_for_update:
+    if lock and connection.features.has_select_for_update:
         sql += f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, list(by_value))
