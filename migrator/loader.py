@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from cdms_api import odata
@@ -149,32 +149,26 @@ def _write(
     refresh: dict | None,
     known: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
-    """``load``'s bulk write; returns the local values written, by key. The records whose
-    ETag is the one ``known`` are skipped without a statement; the others' stored ETags are
-    read, and their rows locked, in the transaction that writes them."""
+    """``load``'s bulk write; returns the local values written, by key. The ETags stored are
+    compared without building the rows; those ``known`` are not read again."""
     mapping = model.cdms
     related = _related_ids(model, page, depth, refresh or {})  # may write some records first
-    fresh = [
-        key
-        for key, record in page.keyed.items()
-        if key not in known or known[key] != record.get("@odata.etag")
-    ]
-    if not fresh:
+    etags = {key: known[key] for key in page.keyed if key in known}
+    if unknown := [key for key in page.keyed if key not in known]:
+        etags.update(stored_etags(model, unknown))
+    if not (stale := _stale(page, etags)):
         return {}
-    written = {}
-    with transaction.atomic(using=router.db_for_write(model)):
+    written, using = {}, router.db_for_write(model)
+    with transaction.atomic(using=using):
         # Another process may have written the same records meanwhile. Rows are locked in one
         # order, their primary key's, by every page writer (here and ``inbound.write_page``),
         # and new ones inserted in key order: two writers of overlapping pages wait, never
-        # deadlock.
-        etags = stored_etags(model, fresh, lock=True)
-        changed = page.only(
-            [
-                key
-                for key in fresh
-                if key not in etags or etags[key] != page.keyed[key].get("@odata.etag")
-            ]
-        )
+        # deadlock. The statement that locks the rows reads their ETags again.
+        stored = [key for key in stale if key in etags]
+        if stored and connections[using].features.has_select_for_update:
+            etags.update(stored_etags(model, stored, lock=True))
+            stale = _stale(page.only(stale), etags)
+        changed = page.only(stale)
         values = values_of_each(mapping, changed, related)
         for (key, record), (row, unheld) in zip(changed.keyed.items(), values, strict=True):
             if unheld:
@@ -191,6 +185,15 @@ def _write(
             created = sum(key not in etags for key in written)
             transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
     return written
+
+
+def _stale(page: Page, etags: dict[str, str]) -> list[str]:
+    """The keys of the page's records whose ETag is not the one stored."""
+    return [
+        key
+        for key, record in page.keyed.items()
+        if key not in etags or etags[key] != record.get("@odata.etag")
+    ]
 
 
 def values_of_each(

@@ -1,9 +1,9 @@
 """One bulk ``INSERT ... ON CONFLICT (cdms_pk) DO UPDATE`` of the loader's rows, through the
 connection's cursor: what ``bulk_create(update_conflicts=True)`` stores, without model
 instances, and without Django's insert compiler preparing every value again per statement
-(after one statement reading the ETags the rows hold and locking them, ``stored_etags``). On
-PostgreSQL the values go as one array per column (``unnest``); elsewhere as a multi-row
-``VALUES`` of as many rows as the bound parameters allow.
+(the ETags the rows hold read first, by ``stored_etags``). On PostgreSQL the values go as
+one array per column (``unnest``); elsewhere as a multi-row ``VALUES`` of as many rows as the
+bound parameters allow.
 
 Every value is stored exactly as Django stores it: through its field's ``get_db_prep_save``,
 but for the values that Django would store as they are (``AS_THEY_ARE``). A new row takes

@@ -18,7 +18,7 @@ import migrator
 from cdms_api.errors import PreconditionFailed
 from core.models import Organisation
 from migrator.inbound import write_page
-from migrator.loader import load
+from migrator.loader import Stored, load
 from migrator.testing import assertNumRemoteCalls
 from tests.seeded import NORTHWIND
 
@@ -162,3 +162,29 @@ def test_page_writers_lock_rows_in_one_order(remote_client, synced):
 
 
 LOCKED = re.compile(r'ORDER BY ("core_organisation"\."id"|1) ASC FOR UPDATE\s*$')
+
+
+def test_the_statement_that_locks_a_pages_rows_reads_their_etags(remote_client, synced):
+    """Rows stored already, whose ETags the read knows: one statement reads their ETags again
+    and locks them (PostgreSQL; SQLite has no row locks, and reads nothing again); new rows
+    have nothing to lock."""
+    records = list(remote_client.iter("accounts", select=Organisation.cdms.select))
+    etags = dict(Organisation.objects.skip_cdms().values_list("cdms_pk", "cdms_etag"))
+    stored = Stored({str(key): etag for key, etag in etags.items()})
+    with CaptureQueriesContext(connection) as changed:
+        load(Organisation, [{**r, "@odata.etag": 'W/"0"'} for r in records], stored=stored)
+    Organisation.objects.skip_cdms().all().delete()
+    with CaptureQueriesContext(connection) as new:
+        load(Organisation, records)
+    locking = [sql for sql in etag_reads(changed) if LOCKED.search(sql)]
+    expected = 1 if connection.features.has_select_for_update else 0
+    assert (len(locking), len(etag_reads(changed))) == (expected, expected)
+    assert [LOCKED.search(sql) for sql in etag_reads(new)] == [None]
+
+
+def etag_reads(captured: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith("SELECT") and '"cdms_etag"' in q["sql"].split(" FROM ")[0]
+    ]
