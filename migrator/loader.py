@@ -91,7 +91,7 @@ def load(
     deleting = {key for key, kind in local.pending(model).items() if kind == "delete"}
     with answered(model):
         page = Page.of(model, records)
-        kept = page.only([key for key in page.keyed if key not in deleting])
+        kept = page.only([key for key in page.keyed if key not in deleting]) if deleting else page
         if _write(model, kept, depth, refresh, stored.etags if stored else {}) and stored:
             stored.wrote = True
     return set(page.keyed)
