@@ -60,9 +60,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Resync workers write while requests read: each transaction takes the write lock when it
-    # begins, and waits for it, rather than failing when it finds it taken later on. The
-    # tests' database is a file, not memory, so that a worker process they start shares it.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
+    # begins, and waits for it, rather than failing when it finds it taken later on; in WAL
+    # mode readers do not wait for a writer, and a commit needs no sync to disk
+    # (docs/operations.md: "The local database"). The tests' database is a file, not
+    # memory, so that a worker process they start shares it.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
