@@ -11,13 +11,16 @@ other classes and never sync.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE as CHUNK
+from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
 from .local import syncs
-from .sync import refresh
+from .sync import by_local_pk, refresh, rows_still_current
 
 
 class CDMSQuery(Query):
@@ -57,11 +60,23 @@ _SYNCING: dict[type[SQLCompiler], type[SQLCompiler]] = {}
 
 
 def _syncing_compiler(base: type[SQLCompiler]) -> type[SQLCompiler]:
-    """The database backend's select compiler, syncing before it executes."""
+    """The database backend's select compiler, syncing before it executes; ``get(pk=...)``
+    runs first and has its row checked after (``sync.rows_still_current``)."""
 
-    def execute_sql(self, *args: Any, **kwargs: Any) -> Any:
-        if syncs(self.query) and not self.query.explain_info:
-            refresh(self.query)
-        return base.execute_sql(self, *args, **kwargs)
+    def execute_sql(
+        self, result_type: str = MULTI, chunked_fetch: bool = False, chunk_size: int = CHUNK
+    ) -> Any:
+        query = self.query
+        if syncs(query) and not query.explain_info:
+            if result_type == MULTI and by_local_pk(query) is not None:
+                rows = list(chain.from_iterable(base.execute_sql(self, MULTI, False, chunk_size)))
+                current = rows_still_current(query, self.select, rows)
+                if current:
+                    return [rows]
+                if current is None:
+                    refresh(query)
+            else:
+                refresh(query)
+        return base.execute_sql(self, result_type, chunked_fetch, chunk_size)
 
     return type(f"Syncing{base.__name__}", (base,), {"execute_sql": execute_sql})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -331,22 +332,54 @@ def _read_by_key(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> se
 
 def _read_by_pk(query: Query) -> bool:
     """``get(pk=...)`` (``filter(pk=...)``) of a row stored with its ETag: its key and ETag
-    read in one local statement, then the keyed GET (``_get_stored``), no translation, no
-    window. False, having done nothing, for any other query, and in a ``migrator.atomic()``
-    block (whose pending writes the full path leaves as the block made them)."""
-    pk = _by_local_pk(query)
-    if pk is None or local.block() is not None or reads_changes(query.model):
-        return False
-    model = query.model
-    version = local.stored_version(model, pk)
+    read in one local statement, then the keyed GET (``_recheck_by_pk``), no translation, no
+    window. False, having done nothing, for any other query."""
+    pk = by_local_pk(query)
+    version = None if pk is None else local.stored_version(query.model, pk)
     if version is None:
         return False
-    key, etag = version
-    found = _get_stored(model, key, Stored({key: etag}))
+    _recheck_by_pk(query.model, *version)
+    return True
+
+
+def rows_still_current(query: Query, select: list, rows: list) -> bool | None:
+    """After the local query of ``get(pk=...)`` ran first (``by_local_pk``): the keyed GET of
+    the row it returned, with ``If-None-Match`` on the ETag the row holds. True when the record
+    is unchanged (304): the rows are the answer, one local statement in all; False when the
+    row was written or deleted: the local query must run again. None when the rows are no
+    single synced row (the full sync does it)."""
+    columns = {
+        expression.target.attname: i
+        for i, (expression, _, _) in enumerate(select)
+        if isinstance(expression, Col) and expression.alias == query.base_table
+    }
+    if len(rows) != 1 or not {"cdms_pk", "cdms_etag"} <= columns.keys():
+        return None
+    key, etag = rows[0][columns["cdms_pk"]], rows[0][columns["cdms_etag"]]
+    if key is None or not etag:
+        return None
+    return _recheck_by_pk(query.model, str(uuid.UUID(str(key))), etag)
+
+
+def _recheck_by_pk(model: type[CDMSModel], key: str, etag: str) -> bool:
+    """The keyed GET of a stored row (``_get_stored``); its row deleted when the record is
+    gone. Returns whether the row was left as it was."""
+    stored = Stored({key: etag})
+    found = _get_stored(model, key, stored)
     if not found:
         delete_local(model, {key})
     _decided(model, "key", records=int(found), deleted=int(not found))
-    return True
+    return found and not stored.wrote
+
+
+def by_local_pk(query: Query) -> Any:
+    """The primary key of ``get(pk=...)`` of a synced model outside a ``migrator.atomic()``
+    block (whose pending writes the full path leaves as the block made them); None for any
+    other query."""
+    pk = _by_local_pk(query)
+    if pk is None or local.block() is not None or reads_changes(query.model):
+        return None
+    return pk
 
 
 def _by_local_pk(query: Query) -> Any:
