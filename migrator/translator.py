@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from django.db import models
+from django.db import connections, models, router
 from django.db.models import lookups as django_lookups
 from django.db.models.expressions import Col, ColPairs
 from django.db.models.functions import TruncDate
@@ -40,7 +40,9 @@ from django.utils import timezone
 from cdms_api import odata
 from cdms_api.client import MAX_URL_LENGTH
 
+from .converters import converter_for
 from .folding import folded, folding_differs
+from .mapping import FieldMap
 from .operands import (
     Operand,
     Unsupported,
@@ -99,6 +101,7 @@ class Translator(RelationConditions):
         self.exact = True  # the remote filter selects the true matches, no more
         self.disjunctions = 0  # how many ORs (after De Morgan) the walk is inside
         self.folds = folding_differs(query.model)
+        self.nulls_as_remote = nulls_sort_as_remote(query.model)
 
     def translate(self) -> RemotePlan:
         where = self.query.where
@@ -232,10 +235,11 @@ class Translator(RelationConditions):
             list(query.get_meta().ordering) if query.default_ordering else []
         )
         # $top is sound only if the remote returns exactly the true matches and orders them
-        # exactly as the local database: not text (another collation), not nullable columns
-        # (where nulls sort differs by database), not a null read as a default (it sorts
-        # elsewhere remotely), not lookups (GUIDs vs local ids). A remote null in a non-null
-        # field without a default cannot be stored: those records are left out of the read.
+        # exactly as the local database: not text (another collation), not a null read as a
+        # default (it sorts elsewhere remotely), not lookups (GUIDs vs local ids), and not
+        # nullable columns unless the local database sorts nulls lowest as Dataverse does. A
+        # remote null in a non-null field without a default cannot be stored: those records
+        # are left out of the read.
         orderby, complete, storable = [], self.exact, []
         for name in names:
             fm = None
@@ -249,17 +253,27 @@ class Translator(RelationConditions):
             # reverse(), last() and latest() flip every direction (Django's standard_ordering)
             descending = name.startswith("-") == query.standard_ordering
             orderby.append(f"{fm.remote} desc" if descending else fm.remote)
-            if (
-                fm.is_lookup
-                or fm.field.null
-                or fm.field.has_default()
-                or isinstance(fm.field, models.CharField | models.TextField)
-            ):
+            if not self.orders_as_remote(fm):
                 complete = False
-            storable.append(odata.Prop(fm.remote).ne(None))
+            if not fm.field.null:
+                storable.append(odata.Prop(fm.remote).ne(None))
         plain = not (query.distinct or query.group_by or query.combinator)
         top = query.high_mark if query.high_mark is not None and complete and plain else None
         return orderby, top, storable
+
+    def orders_as_remote(self, fm: FieldMap) -> bool:
+        """Whether the remote orders by ``fm`` exactly as the local database does. A null
+        sorts alike on both sides only where the local database sorts it lowest, and only
+        with the field's standard converter (an option set reads unknown values as null)."""
+        if (
+            fm.is_lookup
+            or fm.field.has_default()
+            or isinstance(fm.field, models.CharField | models.TextField)
+        ):
+            return False
+        return not fm.field.null or (
+            self.nulls_as_remote and fm.converter is converter_for(fm.field)
+        )
 
     def key_set(self, node: odata.Node) -> frozenset[str] | None:
         """The keys, when the whole filter is ``key eq k`` or ``key In (...)``."""
@@ -271,6 +285,13 @@ class Translator(RelationConditions):
         if isinstance(node, odata.QueryFunction) and node.name == "In" and node.prop.name == key:
             return frozenset(str(v) for v in node.values)
         return None
+
+
+def nulls_sort_as_remote(model: type[models.Model]) -> bool:
+    """Whether the database ``model`` is read from sorts nulls as Dataverse does: lower than
+    any value (first in ascending order, last in descending), as SQLite does and PostgreSQL
+    does not."""
+    return not connections[router.db_for_read(model)].features.nulls_order_largest
 
 
 def forward_joins(query: Query) -> dict[str, dict]:
