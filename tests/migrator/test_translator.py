@@ -31,6 +31,10 @@ ACCOUNT_SELECT = (
 )
 
 
+#: The local database sorts nulls lowest, as Dataverse does (SQLite; not PostgreSQL).
+NULLS_AS_REMOTE = not connection.features.nulls_order_largest
+
+
 def request(query) -> dict[str, str]:
     """The query options of the last (main) request a queryset would make; no request made."""
     with assertNumRemoteCalls(0):
@@ -292,13 +296,20 @@ def test_order_and_top(query, orderby, top):
 
 
 @pytest.mark.parametrize("order", ["employees", "-employees"])
-def test_order_by_a_nullable_field_tops_where_nulls_sort_as_remotely(order):
-    """Dataverse sorts null lowest, as SQLite does; PostgreSQL sorts it highest, so its
-    first rows are not the remote's. A null there can be stored: no condition keeps it out."""
-    options = request(orgs.order_by(order)[:3])
-    assert options["$orderby"] == "numberofemployees" + (" desc" if order[0] == "-" else "")
-    assert options.get("$top") == (None if connection.features.nulls_order_largest else "3")
-    assert "$filter" not in options
+def test_order_by_a_nullable_field_reads_the_first_records(order):
+    """Dataverse sorts null lowest, as SQLite does: one read of the first records, a null
+    there stored like any value (no condition keeps it out). PostgreSQL sorts it highest:
+    the records with a value and those with a null, in its order, each read's first ones."""
+    descending = order.startswith("-")
+    with assertNumRemoteCalls(0):
+        lines = orgs.order_by(order)[:3].cdms_query.splitlines()
+    reads = [{k: v[0] for k, v in parse_qs(urlsplit(line).query).items()} for line in lines]
+    assert {(r["$orderby"], r["$top"]) for r in reads} == {
+        ("numberofemployees" + (" desc" if descending else ""), "3")
+    }
+    halves = ["numberofemployees ne null", "numberofemployees eq null"]
+    expected = [None] if NULLS_AS_REMOTE else halves
+    assert [r.get("$filter") for r in reads] == expected
 
 
 def test_get_reads_at_most_what_get_needs(acme):
