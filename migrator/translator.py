@@ -234,8 +234,8 @@ class Translator(RelationConditions):
         """``$orderby`` for the mapped ordering fields, and ``$top`` for a slice when the
         remote can order exactly as the local query does, with the conditions that keep out
         of the first records those the loader cannot store, and the ``halves`` of a nullable
-        first field where the local database sorts nulls highest. A random order (``'?'``) is the
-        local database's: the filtered read is made whole, and the local query orders."""
+        first field where the local database sorts nulls highest. A random order (``'?'``) is
+        the local database's: the filtered read is made whole, and the local query orders."""
         query = self.query
         names = list(query.order_by) or (
             list(query.get_meta().ordering) if query.default_ordering else []
