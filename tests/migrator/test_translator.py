@@ -20,6 +20,7 @@ from cdms_api.errors import CDMSNotSupported
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator.testing import assertNumRemoteCalls
+from tests.secondapp.models import Sample
 from tests.seeded import ACME_KEY, ROCKET
 
 orgs = Organisation.objects
@@ -310,6 +311,27 @@ def test_order_by_a_nullable_field_reads_the_first_records(order):
     halves = ["numberofemployees ne null", "numberofemployees eq null"]
     expected = [None] if NULLS_AS_REMOTE else halves
     assert [r.get("$filter") for r in reads] == expected
+
+
+@pytest.mark.parametrize(
+    ("order", "halved"),
+    [
+        (("day", "-rank"), True),  # by day, nulls at one end; by rank within each half
+        (("-rank", "day"), False),  # the nulls of day tie within each rank
+        (("day", "-moment"), False),  # the nulls of moment tie within each day
+    ],
+)
+def test_only_a_first_nullable_field_is_read_in_halves(order, halved):
+    """Where the local database sorts nulls highest, only a first ordering field that is its
+    only nullable one splits the local order into two remote orders; any other order with a
+    nullable field reads every match there."""
+    with assertNumRemoteCalls(0):
+        lines = Sample.objects.filter(count=7).order_by(*order)[:2].cdms_query.splitlines()
+    tops = ["$top=2" in line for line in lines]
+    if NULLS_AS_REMOTE:
+        assert tops == [True]
+    else:
+        assert tops == ([True, True] if halved else [False])
 
 
 def test_get_reads_at_most_what_get_needs(acme):
