@@ -91,16 +91,17 @@ def describe(query: Query) -> str:
     lines = [f"#{n}: {describe(read.query)}" for n, read in enumerate(plan.related, 1)]
     if plan.filter is odata.FALSE:
         return "\n".join([*lines, f"(no request: nothing can match on {mapping.entity_set})"])
-    params = {"$select": ",".join(mapping.select)}
-    if plan.filter is not odata.TRUE:
-        params["$filter"] = odata.render(plan.filter)
-    if plan.orderby:
-        params["$orderby"] = ",".join(plan.orderby)
-    if plan.top is not None:
-        params["$top"] = str(plan.top)
-    if plan.expand:
-        params["$expand"] = ",".join(plan.expand)
-    lines.append(f"GET {mapping.entity_set}?{urlencode(params, safe='$,()/=')}")
+    for node in top_filters(plan):
+        params = {"$select": ",".join(mapping.select)}
+        if node is not odata.TRUE:
+            params["$filter"] = odata.render(node)
+        if plan.orderby:
+            params["$orderby"] = ",".join(plan.orderby)
+        if plan.top is not None:
+            params["$top"] = str(plan.top)
+        if plan.expand:
+            params["$expand"] = ",".join(plan.expand)
+        lines.append(f"GET {mapping.entity_set}?{urlencode(params, safe='$,()/=')}")
     for link, related in plan.backfill:
         lines.append(f"then: the {related.cdms.entity_set} whose {link} is a record read")
     return "\n".join(lines)
@@ -247,40 +248,56 @@ def _read_keys_first(
     return set(matching) - gone, unmatched
 
 
+def top_filters(plan: RemotePlan) -> list[odata.Node]:
+    """The filter of each read of the plan's first records: one, or one for each of its
+    ``halves``."""
+    if plan.halves is None:
+        return [plan.filter]
+    return [odata.and_(plan.filter, half) for half in plan.halves]
+
+
 def _read_top_with_window(
     model: type[CDMSModel], plan: RemotePlan, stored: Stored
 ) -> tuple[set[str], set[str]] | None:
-    """A read of the first records (``qs[:10]``) and the re-check by key of the stored rows
-    the local answer can depend on (``stored``: its window before the read), together in one
-    ``$batch`` request. Returns the keys the top read returned and those re-checked (a row
-    whose record the keyed read does not return is deleted); None when the plan is no such
-    read (no ``$top``, more than a page, related rows to sync after it), the window is empty,
-    or the reads are too long for a batch: the plain read and re-check do it."""
+    """A read of the first records (``qs[:10]``, or of each of the plan's ``halves``) and the
+    re-check by key of the stored rows the local answer can depend on (``stored``: its window
+    before the read), together in one ``$batch`` request. Returns the keys the top reads
+    returned and those re-checked (a row whose record the keyed read does not return is
+    deleted); None when the plan is no such read (no ``$top``, more than a page, related rows
+    to sync after it), a single top read has no window to go with, or the reads are too long
+    for a batch: the plain read and re-check do it."""
     client = remote.client()
     window = set(stored.etags) - set(local.pending(model))
     limit = min(client.page_size, remote.setting("MAX_SYNC_ROWS", MAX_SYNC_ROWS))
-    if plan.top is None or plan.top > limit or plan.backfill or not window:
+    if plan.top is None or plan.top > limit or plan.backfill or not (window or plan.halves):
         return None
     mapping, expand = model.cdms, plan.expand or None
     reads = [
         Top(
-            filter=None if plan.filter is odata.TRUE else plan.filter,
+            filter=None if node is odata.TRUE else node,
             top=plan.top,
             select=mapping.select,
             orderby=plan.orderby or None,
             expand=expand,
-        ),
-        Top(
-            filter=odata.Prop(mapping.key).isin(sorted(window)),
-            top=len(window),  # no more than the slice's end: within a page
-            select=mapping.select,
-            expand=expand,
-        ),
+        )
+        for node in top_filters(plan)
     ]
+    if window:
+        reads.append(
+            Top(
+                filter=odata.Prop(mapping.key).isin(sorted(window)),
+                top=len(window),  # no more than the slice's end: within a page
+                select=mapping.select,
+                expand=expand,
+            )
+        )
     try:
-        top, keyed = client.tops(mapping.entity_set, reads)
+        answers = client.tops(mapping.entity_set, reads)
     except FilterTooLong:
         return None
+    tops = len(reads) - bool(window)
+    top = [record for answer in answers[:tops] for record in answer]
+    keyed = [record for answer in answers[tops:] for record in answer]
     seen = load(model, top, refresh=plan.refresh, stored=stored)
     with answered(model):  # the records both reads returned are stored once
         rest = [record for record in keyed if key_of(record[mapping.key]) not in seen]
@@ -300,7 +317,8 @@ def _read(model: type[CDMSModel], plan: RemotePlan, stored: Stored) -> set[str]:
         filter=None if plan.filter is odata.TRUE else plan.filter,
         select=model.cdms.select,
         orderby=plan.orderby or None,
-        top=min(plan.top, limit + 1) if plan.top is not None else limit + 1,
+        # the halves' first records are not the first of one read: every match is read
+        top=limit + 1 if plan.top is None or plan.halves else min(plan.top, limit + 1),
         expand=plan.expand or None,
     )
     for page in _pages(records, remote.client().page_size):

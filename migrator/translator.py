@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from django.db import models
+from django.db import connections, models, router
 from django.db.models import lookups as django_lookups
 from django.db.models.expressions import Col, ColPairs
 from django.db.models.functions import TruncDate
@@ -40,7 +40,9 @@ from django.utils import timezone
 from cdms_api import odata
 from cdms_api.client import MAX_URL_LENGTH
 
+from .converters import converter_for
 from .folding import folded, folding_differs
+from .mapping import FieldMap
 from .operands import (
     Operand,
     Unsupported,
@@ -73,7 +75,10 @@ class RemotePlan:
     ``odata.FALSE`` when nothing can match (no request at all). ``keys`` is set when the filter
     is exactly a set of remote keys: a key a complete read does not return was deleted.
     ``refresh`` is the tree of foreign keys the local query reads through (``$expand`` brings
-    their records along, ``expand``). ``related`` are read first; ``backfill`` (foreign key,
+    their records along, ``expand``). ``halves``: where the local database sorts the nulls of
+    the first ordering field at the other end than the remote, the two conditions on it whose
+    records it orders one after the other, each as the remote does: the first ``top`` records
+    of each hold the local first ones. ``related`` are read first; ``backfill`` (foreign key,
     model) are the related rows of every record read, synced after the main read: what a
     condition on the existence or the number of related rows needs, and what the query shows
     of them."""
@@ -87,6 +92,7 @@ class RemotePlan:
     backfill: list[tuple[str, type[models.Model]]] = field(default_factory=list)
     refresh: dict[str, dict] = field(default_factory=dict)
     expand: list[str] = field(default_factory=list)
+    halves: Halves | None = None
 
 
 class Translator(RelationConditions):
@@ -99,11 +105,12 @@ class Translator(RelationConditions):
         self.exact = True  # the remote filter selects the true matches, no more
         self.disjunctions = 0  # how many ORs (after De Morgan) the walk is inside
         self.folds = folding_differs(query.model)
+        self.nulls_as_remote = nulls_sort_as_remote(query.model)
 
     def translate(self) -> RemotePlan:
         where = self.query.where
         node = self.walk(where, negations=0) if where.children else odata.TRUE
-        orderby, top, storable = self.ordering()
+        orderby, top, storable, halves = self.ordering()
         if top is not None:  # the first records must be ones the loader can store
             node = odata.and_(node, *storable)
         keys = self.key_set(node)
@@ -119,6 +126,7 @@ class Translator(RelationConditions):
             backfill=backfill,
             refresh=refresh,
             expand=expand_of(self.model, refresh),
+            halves=halves,
         )
 
     # the walk ---------------------------------------------------------------------------------
@@ -222,21 +230,22 @@ class Translator(RelationConditions):
         return Operand("/".join([*navigation, fm.remote]), target, "field", fm, bool(navigation))
 
     # ordering and slicing -----------------------------------------------------------------------
-    def ordering(self) -> tuple[list[str], int | None, list[odata.Node]]:
+    def ordering(self) -> tuple[list[str], int | None, list[odata.Node], Halves | None]:
         """``$orderby`` for the mapped ordering fields, and ``$top`` for a slice when the
         remote can order exactly as the local query does, with the conditions that keep out
-        of the first records those the loader cannot store. A random order (``'?'``) is the
-        local database's: the filtered read is made whole, and the local query orders."""
+        of the first records those the loader cannot store, and the ``halves`` of a nullable
+        first field where the local database sorts nulls highest. A random order (``'?'``) is
+        the local database's: the filtered read is made whole, and the local query orders."""
         query = self.query
         names = list(query.order_by) or (
             list(query.get_meta().ordering) if query.default_ordering else []
         )
         # $top is sound only if the remote returns exactly the true matches and orders them
-        # exactly as the local database: not text (another collation), not nullable columns
-        # (where nulls sort differs by database), not a null read as a default (it sorts
-        # elsewhere remotely), not lookups (GUIDs vs local ids). A remote null in a non-null
+        # exactly as the local database: not text (another collation), not a null read as a
+        # default (it sorts elsewhere remotely), not lookups (GUIDs vs local ids); nulls sort
+        # lowest remotely, highest on some databases (``halves``). A remote null in a non-null
         # field without a default cannot be stored: those records are left out of the read.
-        orderby, complete, storable = [], self.exact, []
+        orderby, complete, storable, nullable = [], self.exact, [], []
         for name in names:
             fm = None
             if isinstance(name, str):
@@ -249,17 +258,32 @@ class Translator(RelationConditions):
             # reverse(), last() and latest() flip every direction (Django's standard_ordering)
             descending = name.startswith("-") == query.standard_ordering
             orderby.append(f"{fm.remote} desc" if descending else fm.remote)
-            if (
-                fm.is_lookup
-                or fm.field.null
-                or fm.field.has_default()
-                or isinstance(fm.field, models.CharField | models.TextField)
-            ):
+            if not self.orders_as_remote(fm):
                 complete = False
-            storable.append(odata.Prop(fm.remote).ne(None))
+            if fm.field.null:
+                nullable.append(fm)
+            else:
+                storable.append(odata.Prop(fm.remote).ne(None))
         plain = not (query.distinct or query.group_by or query.combinator)
         top = query.high_mark if query.high_mark is not None and complete and plain else None
-        return orderby, top, storable
+        halves = None
+        if top is not None and nullable and not self.nulls_as_remote:
+            halves = halves_of(orderby, nullable)
+            top = top if halves else None
+        return orderby, top, storable, halves
+
+    @staticmethod
+    def orders_as_remote(fm: FieldMap) -> bool:
+        """Whether the remote orders the values of ``fm`` as the local database does. A
+        nullable field only with its standard converter (an option set reads unknown values
+        as null, which sort elsewhere than the remote's values)."""
+        if (
+            fm.is_lookup
+            or fm.field.has_default()
+            or isinstance(fm.field, models.CharField | models.TextField)
+        ):
+            return False
+        return not fm.field.null or fm.converter is converter_for(fm.field)
 
     def key_set(self, node: odata.Node) -> frozenset[str] | None:
         """The keys, when the whole filter is ``key eq k`` or ``key In (...)``."""
@@ -271,6 +295,27 @@ class Translator(RelationConditions):
         if isinstance(node, odata.QueryFunction) and node.name == "In" and node.prop.name == key:
             return frozenset(str(v) for v in node.values)
         return None
+
+
+Halves = tuple[odata.Node, odata.Node]
+
+
+def halves_of(orderby: list[str], nullable: list[FieldMap]) -> Halves | None:
+    """Where the local database sorts nulls highest (PostgreSQL), an order whose first field
+    is its only nullable one puts the records with a value there and those with a null one
+    after the other (descending: the nulls first), each ordered as remotely: the conditions
+    of the two. None for any other order."""
+    [fm, *others] = nullable
+    if others or orderby[0].split()[0] != fm.remote:
+        return None
+    return odata.Prop(fm.remote).ne(None), odata.Prop(fm.remote).is_null()
+
+
+def nulls_sort_as_remote(model: type[models.Model]) -> bool:
+    """Whether the database ``model`` is read from sorts nulls as Dataverse does: lower than
+    any value (first in ascending order, last in descending), as SQLite does and PostgreSQL
+    does not."""
+    return not connections[router.db_for_read(model)].features.nulls_order_largest
 
 
 def forward_joins(query: Query) -> dict[str, dict]:

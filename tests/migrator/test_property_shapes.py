@@ -189,6 +189,30 @@ def _earliest(qs) -> str | None:
         return None
 
 
+def _values(row, fields: tuple[str, ...]) -> tuple | None:
+    return None if row is None else tuple(getattr(row, name) for name in fields)
+
+
+def _extreme(qs, method: str, name: str) -> tuple | None:
+    try:
+        return _values(getattr(qs, method)(name), (name,))
+    except qs.model.DoesNotExist:
+        return None
+
+
+def by_nullable(first: str, then: str) -> dict[str, Shape]:
+    """Shapes ordered by two nullable fields, nulls at either end: the values are compared,
+    as rows tied on them may come in any order."""
+    fields = (first, then)
+    return {
+        "nullable slice": lambda qs, app: [
+            _values(row, fields) for row in qs.order_by(first, f"-{then}")[1:3]
+        ],
+        "nullable latest": lambda qs, app: _extreme(qs, "latest", first),
+        "nullable earliest": lambda qs, app: _extreme(qs, "earliest", then),
+    }
+
+
 def _sorted(values) -> list:
     return sorted(values, key=repr)
 
@@ -221,10 +245,12 @@ SHAPES: dict[str, Shape] = {
 }
 EXAMPLE_SHAPES = {
     **SHAPES,
+    **by_nullable("revenue", "founded_on"),
     "sum": lambda qs, app: qs.aggregate(Sum("employees"), Max("revenue")),
 }
 SECOND_SHAPES = {
     **SHAPES,
+    **by_nullable("turnover", "incorporated"),
     "notes": lambda qs, app: _sorted(qs.values_list("notes", "headcount")),
 }
 

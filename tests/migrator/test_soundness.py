@@ -108,7 +108,9 @@ def test_a_reversed_order_is_sent_reversed_with_its_top(crm, read, expected):
 
 def test_a_reversed_order_sends_its_flipped_direction():
     query = Sample.objects.filter(count=7).order_by("rank", "-day").reverse()[:1]
-    assert query.cdms_query.endswith("&$orderby=new_rank+desc,new_day")
+    assert "&$orderby=new_rank+desc,new_day&" in query.cdms_query + "&"
+    # a $top over the nullable day where the local database sorts nulls as Dataverse does
+    assert query.cdms_query.endswith("&$top=1") != connection.features.nulls_order_largest
 
 
 def test_a_read_cut_short_keeps_rows_their_local_fields_and_the_keys_pointing_at_them(crm):

@@ -13,12 +13,14 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import connection
 from django.db.models import Count, F, Q
 
 from cdms_api.errors import CDMSNotSupported
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator.testing import assertNumRemoteCalls
+from tests.secondapp.models import Sample
 from tests.seeded import ACME_KEY, ROCKET
 
 orgs = Organisation.objects
@@ -28,6 +30,10 @@ ACCOUNT_SELECT = (
     "accountid,modifiedon,name,websiteurl,telephone1,numberofemployees,revenue,new_ukbased,"
     "new_foundedon,_parentaccountid_value"
 )
+
+
+#: The local database sorts nulls lowest, as Dataverse does (SQLite; not PostgreSQL).
+NULLS_AS_REMOTE = not connection.features.nulls_order_largest
 
 
 def request(query) -> dict[str, str]:
@@ -277,9 +283,8 @@ def test_nothing_to_read(query):
         # no order: any rows will do, the remote's top ones too
         (lambda: orgs.filter(employees__gte=100)[:2], None, "2"),
         (lambda: orgs.filter(employees__gte=100)[5:10], None, "10"),
-        # the remote orders text and nulls differently from the local database
+        # the remote orders text differently from the local database
         (lambda: orgs.order_by("name")[:3], "name", None),
-        (lambda: orgs.order_by("-employees")[:3], "numberofemployees desc", None),
         # a relaxed or case-insensitive filter returns a superset: its top is not the top
         (lambda: orgs.filter(founded_on__month=3, employees__gte=0)[:1], None, None),
         (lambda: orgs.filter(name="Acme")[:1], None, None),
@@ -289,6 +294,44 @@ def test_order_and_top(query, orderby, top):
     options = request(query())
     assert options.get("$orderby") == orderby
     assert options.get("$top") == top
+
+
+@pytest.mark.parametrize("order", ["employees", "-employees"])
+def test_order_by_a_nullable_field_reads_the_first_records(order):
+    """Dataverse sorts null lowest, as SQLite does: one read of the first records, a null
+    there stored like any value (no condition keeps it out). PostgreSQL sorts it highest:
+    the records with a value and those with a null, in its order, each read's first ones."""
+    descending = order.startswith("-")
+    with assertNumRemoteCalls(0):
+        lines = orgs.order_by(order)[:3].cdms_query.splitlines()
+    reads = [{k: v[0] for k, v in parse_qs(urlsplit(line).query).items()} for line in lines]
+    assert {(r["$orderby"], r["$top"]) for r in reads} == {
+        ("numberofemployees" + (" desc" if descending else ""), "3")
+    }
+    halves = ["numberofemployees ne null", "numberofemployees eq null"]
+    expected = [None] if NULLS_AS_REMOTE else halves
+    assert [r.get("$filter") for r in reads] == expected
+
+
+@pytest.mark.parametrize(
+    ("order", "halved"),
+    [
+        (("day", "-rank"), True),  # by day, nulls at one end; by rank within each half
+        (("-rank", "day"), False),  # the nulls of day tie within each rank
+        (("day", "-moment"), False),  # the nulls of moment tie within each day
+    ],
+)
+def test_only_a_first_nullable_field_is_read_in_halves(order, halved):
+    """Where the local database sorts nulls highest, only a first ordering field that is its
+    only nullable one splits the local order into two remote orders; any other order with a
+    nullable field reads every match there."""
+    with assertNumRemoteCalls(0):
+        lines = Sample.objects.filter(count=7).order_by(*order)[:2].cdms_query.splitlines()
+    tops = ["$top=2" in line for line in lines]
+    if NULLS_AS_REMOTE:
+        assert tops == [True]
+    else:
+        assert tops == ([True, True] if halved else [False])
 
 
 def test_get_reads_at_most_what_get_needs(acme):
