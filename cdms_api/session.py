@@ -135,6 +135,9 @@ class CDMSSession:
             data = codec.dumps(json)
             headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
         started, attempt, renewed = time.monotonic(), 0, False
+        # An attempt that may have been applied leaves the outcome of the request unknown,
+        # whatever a later attempt answers: the error raised in the end is ``ambiguous``.
+        uncertain = False
         while True:
             attempt += 1
             permit = None if self.governor is None else self.governor.admit(priority())
@@ -160,7 +163,9 @@ class CDMSSession:
                 error = self._transport_error(exc, method, url)
                 self._report(method, url, params, None, sent, attempt, type(error).__name__)
                 if self._may_retry(error.ambiguous, idempotent, attempt, started, None):
+                    uncertain |= error.ambiguous
                     continue
+                error.ambiguous |= uncertain
                 raise error from None
             self._release(permit, sent)
             self._report(method, url, params, response.status_code, sent, attempt, None)
@@ -191,7 +196,9 @@ class CDMSSession:
                 retry_after,
                 throttled=status == 429,
             ):
+                uncertain |= error.ambiguous
                 continue
+            error.ambiguous |= uncertain
             raise error
 
     @staticmethod

@@ -8,7 +8,7 @@ import pytest
 import responses
 
 from cdms_api import errors
-from cdms_api.client import CDMSClient
+from cdms_api.client import CDMSClient, _exactly_once
 from cdms_api.retry import RetryPolicy
 from cdms_api.session import CHUNK_BYTES, MAX_BODY_BYTES, parse_retry_after
 
@@ -124,6 +124,38 @@ def test_retry_after_as_an_http_date_is_honoured(client):
     responses.add(responses.GET, f"{BASE}accounts({KEY})", json={"accountid": KEY})
     assert client.get("accounts", KEY) == {"accountid": KEY}
     assert 1.5 < client.slept[0] <= 3.0
+
+
+@responses.activate
+def test_a_write_retried_after_an_answer_that_may_follow_its_being_applied_stays_ambiguous(
+    client,
+):
+    """A 503 may come after the CRM applied the write: when the retry then fails with an
+    answer of its own (here a 429 past the attempts), the outcome is still unknown."""
+    token(responses)
+    responses.add(responses.POST, f"{BASE}accounts", status=503)
+    for _ in range(2):
+        responses.add(responses.POST, f"{BASE}accounts", status=429)
+    with pytest.raises(errors.Throttled) as raised:
+        client.session.request("POST", "accounts", json={"name": "x"}, idempotent=False)
+    assert raised.value.ambiguous
+
+
+def test_a_write_whose_outcome_cannot_be_read_back_stays_ambiguous():
+    """The write's answer is lost and the read that would find out its outcome fails: whether
+    it was applied is unknown, and the error raised says so."""
+
+    def send():
+        error = errors.ServerError("answer lost", status=504)
+        error.ambiguous = True
+        raise error
+
+    def settled():
+        raise errors.Throttled("slow down", status=429)
+
+    with pytest.raises(errors.Throttled) as raised:
+        _exactly_once(send, settled)
+    assert raised.value.ambiguous
 
 
 @responses.activate
