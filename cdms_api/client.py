@@ -691,14 +691,20 @@ def _is_deleted_entry(entry: dict[str, Any]) -> bool:
 def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
     """Send a write whose answer may be lost. When its outcome is unknown (``ambiguous``),
     ``settled()`` reads the remote: the result if the write happened, None if it did not,
-    and then it is sent once more."""
+    and then it is sent once more. Should that read or the second send fail, the outcome is
+    still unknown (the first attempt may yet be applied, served late): the error raised is
+    ``ambiguous`` whatever its kind."""
     try:
         return send()
     except CDMSError as error:
         if not error.ambiguous:
             raise
-    result = settled()
-    return result if result is not None else send()
+    try:
+        result = settled()
+        return result if result is not None else send()
+    except CDMSError as error:
+        error.ambiguous = True
+        raise
 
 
 def _value_list(body: dict[str, Any], response: Any) -> list[dict[str, Any]]:
