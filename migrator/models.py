@@ -73,8 +73,14 @@ class CDMSModel(models.Model):
             self.cdms_pk = uuid.uuid4()  # kept on failure, so a retried save stays one record
         update_fields = kwargs.get("update_fields")
         update = None if remote_create else writes.in_place_update(self, update_fields)
+        alone = (
+            update is not None
+            and not transaction.get_connection(using).in_atomic_block
+            and update.needs_no_transaction()
+        )
+        local_writes = contextlib.nullcontext() if alone else transaction.atomic(using=using)
         try:
-            with writes.in_place(update), transaction.atomic(using=using):
+            with writes.in_place(update), local_writes:
                 super().save(*args, **kwargs)
                 if update is None or not update.handled:
                     writes.push(self, remote_create, update_fields)

@@ -18,6 +18,8 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from django.db.models.signals import post_save
+
 from cdms_api.errors import CDMSError, DuplicateKey, NotFound, PreconditionFailed
 
 from . import local, remote
@@ -170,6 +172,23 @@ class InPlace:
         merged = [(f, m, stored.pop(f.attname, v)) for f, m, v in values]
         meta = instance._meta
         return merged + [(meta.get_field(name), None, v) for name, v in stored.items()]
+
+    def needs_no_transaction(self) -> bool:
+        """Whether a save in autocommit mode can write its one ``UPDATE`` without a
+        transaction around it: the update is sure to go in place (every mapped field was
+        loaded, so it can be undone), and nothing that could fail runs after the ``UPDATE``
+        (no ``post_save`` receiver). A failing ``UPDATE`` undoes itself, and the update is
+        then undone remotely. That spares a ``BEGIN`` and a ``COMMIT`` per save. (Inside an
+        atomic block the save keeps its savepoint: a remote error must leave the caller's
+        transaction usable.)"""
+        instance = self.instance
+        loaded = getattr(instance, "_cdms_loaded", None)
+        mapped = {fm.field.attname for fm in instance.cdms.fields}
+        return (
+            loaded is not None
+            and mapped <= loaded.keys()
+            and not post_save.has_listeners(type(instance))
+        )
 
     def adopt(self) -> None:
         """The save succeeded: give the instance what the CRM stored."""

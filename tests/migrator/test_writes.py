@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 import simplejson
 from dateutil.parser import isoparse
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import signals
 from django.test.utils import CaptureQueriesContext
 
@@ -639,6 +639,81 @@ def test_update_writes_the_local_row_once_with_what_the_crm_stored(crm, northwin
     record = crm.get("accounts", NORTHWIND)
     assert record["revenue"] == local(northwind).revenue == northwind.revenue == Decimal("1.2346")
     assert_in_step(northwind, record)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_update_in_autocommit_is_one_local_statement(crm):
+    """Every mapped field loaded and no ``post_save`` receiver: the save writes as Django's own
+    does, one ``UPDATE`` and no transaction of its own."""
+    northwind = Organisation.objects.get(cdms_pk=NORTHWIND)
+    northwind.name = "Northwind One Statement"
+    with CaptureQueriesContext(connection) as captured, assertNumRemoteCalls(1):
+        northwind.save()
+    assert [q["sql"].split()[0] for q in captured.captured_queries] == ["UPDATE"]
+    assert crm.get("accounts", NORTHWIND)["name"] == local(northwind).name
+
+
+def test_a_remote_error_leaves_the_callers_transaction_usable(crm, northwind):
+    """Inside an atomic block the save keeps its savepoint: after a 412 the caller's
+    transaction goes on (here the test's own)."""
+    crm.patch("accounts", NORTHWIND, {"telephone1": "+44 20 7946 0222"})
+    northwind.name = "Northwind Stale"
+    with pytest.raises(PreconditionFailed):
+        northwind.save()
+    assert local(northwind).name == "Northwind Traders"
+
+
+REFUSE_PHONE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_phone BEFORE UPDATE ON core_organisation "
+        "WHEN NEW.phone = 'refused' BEGIN SELECT RAISE(ABORT, 'phone refused'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_phone() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.phone = 'refused' THEN RAISE EXCEPTION 'phone refused'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_phone BEFORE UPDATE ON core_organisation "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_phone()",
+    ],
+}
+ALLOW_PHONE = {
+    "sqlite": ["DROP TRIGGER refuse_phone"],
+    "postgresql": [
+        "DROP TRIGGER refuse_phone ON core_organisation",
+        "DROP FUNCTION refuse_phone()",
+    ],
+}
+
+
+@pytest.fixture
+def phone_refused_locally():
+    """The local database refuses a row whose phone is ``refused`` (a trigger): the save's
+    ``UPDATE`` itself fails, after the remote update."""
+
+    def run(statements):
+        with connection.cursor() as cursor:
+            for sql in statements[connection.vendor]:
+                cursor.execute(sql)
+
+    run(REFUSE_PHONE)
+    yield
+    run(ALLOW_PHONE)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_update_refused_by_the_local_database_is_undone_remotely(crm, phone_refused_locally):
+    northwind = Organisation.objects.get(cdms_pk=NORTHWIND)
+    record_before, row_before = crm.get("accounts", NORTHWIND), row_values(northwind)
+    northwind.phone = "refused"
+    with assertNumRemoteCalls(2) as calls, pytest.raises(DatabaseError, match="phone refused"):
+        northwind.save()
+    assert requests_made(calls) == [("PATCH", 200), ("PATCH", 200)]
+    assert crm.get("accounts", NORTHWIND)["telephone1"] == record_before["telephone1"]
+    assert row_values(northwind) == row_before
+    northwind.phone = "+44 20 7946 0111"  # retried with a value the database accepts
+    with assertNumRemoteCalls(1):
+        northwind.save()
+    assert crm.get("accounts", NORTHWIND)["telephone1"] == local(northwind).phone
 
 
 @pytest.fixture
