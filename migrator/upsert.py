@@ -89,25 +89,35 @@ def upsert(
 def stored_etags(
     model: type[models.Model], keys: list[str], *, lock: bool = False
 ) -> dict[str, str]:
-    """The ETags the rows of ``keys`` hold (remote key -> ETag, for the rows stored), in one
-    statement, which with ``lock`` on a database with row locks also locks the rows, in their
-    primary key's order."""
+    """The ETags the rows of ``keys`` hold (remote key -> ETag, for the rows stored). With
+    ``lock``, on a database with row locks, the rows are also locked, in their primary key's
+    order. On PostgreSQL the keys go as one array, in one statement; elsewhere in as many
+    statements as the limit of bound parameters needs."""
     if not keys:
         return {}
     connection = connections[router.db_for_write(model)]
     meta, quote = model._meta, connection.ops.quote_name
     key = meta.get_field(KEY)
     by_value = {key.get_db_prep_value(k, connection): k for k in keys}
+    values = list(by_value)
     table = quote(meta.db_table)
-    sql = (
-        f"SELECT {table}.{quote(key.column)}, {table}.{quote(meta.get_field(ETAG).column)} "
-        f"FROM {table} WHERE {table}.{quote(key.column)} IN ({', '.join(['%s'] * len(keys))})"
-    )
+    column = f"{table}.{quote(key.column)}"
+    head = f"SELECT {column}, {table}.{quote(meta.get_field(ETAG).column)} FROM {table} WHERE"
+    if connection.vendor == "postgresql":
+        statements = [(f"{head} {column} = ANY(%s::{key.db_type(connection)}[])", [values])]
+    else:
+        per_statement = _rows_per_statement(connection, 1)
+        chunks = (values[i : i + per_statement] for i in range(0, len(values), per_statement))
+        statements = [(f"{head} {column} IN ({', '.join(['%s'] * len(c))})", c) for c in chunks]
     if lock and connection.features.has_select_for_update:
-        sql += f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
+        order = f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
+        statements = [(sql + order, params) for sql, params in statements]
+    etags = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(by_value))
-        return {by_value[value]: etag for value, etag in cursor.fetchall()}
+        for sql, params in statements:
+            cursor.execute(sql, params)
+            etags.update((by_value[value], etag) for value, etag in cursor.fetchall())
+    return etags
 
 
 def _column(field: models.Field, values: list, now: dt.datetime, connection: Any) -> list:

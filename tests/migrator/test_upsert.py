@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from migrator.upsert import upsert
+from migrator.upsert import stored_etags, upsert
 from tests.secondapp.models import Sample
 
 COLUMNS = ["name", "rank", "count", "big", "flag"]
@@ -65,3 +65,13 @@ def test_rows_of_several_values_at_once_each_hold_their_own():
     keys = [uuid.uuid4() for _ in LIMITS]
     upsert(Sample, dict(zip(map(str, keys), LIMITS, strict=True)), COLUMNS, timezone.now())
     assert [stored(key) for key in keys] == [saved_by_django(values) for values in LIMITS]
+
+
+def test_stored_etags_of_more_keys_than_a_statement_binds():
+    """Past SQLite's limit of bound parameters (32,766 as compiled here), more statements; on
+    PostgreSQL the keys go as one array."""
+    stored_keys = [uuid.uuid4() for _ in range(3)]
+    upsert(Sample, {str(k): {"name": "s", "rank": 1} for k in stored_keys}, [], timezone.now())
+    asked = [str(uuid.uuid4()) for _ in range(40_000)] + [str(k) for k in stored_keys]
+    etags = stored_etags(Sample, asked, lock=True)
+    assert etags == {str(k): "" for k in stored_keys}
