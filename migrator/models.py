@@ -24,7 +24,9 @@ class CDMSModel(models.Model):
     ETag the row was last synced with, and local ``created``/``modified`` timestamps.
 
     ``save()`` and ``delete()`` write to the remote inside the local transaction and roll the
-    local write back when the remote one fails; ``skip_cdms=True`` writes locally only."""
+    local write back when the remote one fails (a save whose one ``UPDATE`` needs no
+    transaction undoes the remote write instead, ``writes.InPlace``); ``skip_cdms=True``
+    writes locally only."""
 
     cdms_pk = models.UUIDField(
         unique=True, null=True, blank=True, editable=False, verbose_name="remote key"
