@@ -20,7 +20,7 @@ from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
 from .local import syncs
-from .sync import by_local_pk, refresh, rows_still_current
+from .sync import by_local_pk, refresh, rows_still_current, version_columns
 
 
 class CDMSQuery(Query):
@@ -61,16 +61,18 @@ _SYNCING: dict[type[SQLCompiler], type[SQLCompiler]] = {}
 
 def _syncing_compiler(base: type[SQLCompiler]) -> type[SQLCompiler]:
     """The database backend's select compiler, syncing before it executes; ``get(pk=...)``
-    runs first and has its row checked after (``sync.rows_still_current``)."""
+    runs first and has its row checked after (``sync.rows_still_current``) when its columns
+    show the row's version."""
 
     def execute_sql(
         self, result_type: str = MULTI, chunked_fetch: bool = False, chunk_size: int = CHUNK
     ) -> Any:
         query = self.query
         if syncs(query) and not query.explain_info:
-            if result_type == MULTI and by_local_pk(query) is not None:
+            version = _version_first(self, result_type)
+            if version is not None:
                 rows = list(chain.from_iterable(base.execute_sql(self, MULTI, False, chunk_size)))
-                current = rows_still_current(query, self.select, rows)
+                current = rows_still_current(query, version, rows)
                 if current:
                     return [rows]
                 if current is None:
@@ -80,3 +82,13 @@ def _syncing_compiler(base: type[SQLCompiler]) -> type[SQLCompiler]:
         return base.execute_sql(self, result_type, chunked_fetch, chunk_size)
 
     return type(f"Syncing{base.__name__}", (base,), {"execute_sql": execute_sql})
+
+
+def _version_first(compiler: SQLCompiler, result_type: str) -> tuple[int, int] | None:
+    """For ``get(pk=...)`` whose columns show the row's key and ETag, where they are: its
+    local query runs first, then the keyed GET checks its row. None for any other query,
+    which is synced first."""
+    if result_type != MULTI or by_local_pk(compiler.query) is None:
+        return None
+    compiler.setup_query()
+    return version_columns(compiler.query, compiler.select)

@@ -360,20 +360,29 @@ def _read_by_pk(query: Query) -> bool:
     return True
 
 
-def rows_still_current(query: Query, select: list, rows: list) -> bool | None:
-    """After the local query of ``get(pk=...)`` ran first (``by_local_pk``): the keyed GET of
-    the row it returned, with ``If-None-Match`` on the ETag the row holds. True when the record
-    is unchanged (304): the rows are the answer, one local statement in all; False when the
-    row was written or deleted: the local query must run again. None when the rows are no
-    single synced row (the full sync does it)."""
+def version_columns(query: Query, select: list) -> tuple[int, int] | None:
+    """Where the key and the ETag are among the columns ``select`` (a compiler's) reads from
+    the query's model's table; None when either is left out (``only()``, ``values()``)."""
     columns = {
         expression.target.attname: i
         for i, (expression, _, _) in enumerate(select)
         if isinstance(expression, Col) and expression.alias == query.base_table
     }
-    if len(rows) != 1 or not {"cdms_pk", "cdms_etag"} <= columns.keys():
+    if not {"cdms_pk", "cdms_etag"} <= columns.keys():
         return None
-    key, etag = rows[0][columns["cdms_pk"]], rows[0][columns["cdms_etag"]]
+    return columns["cdms_pk"], columns["cdms_etag"]
+
+
+def rows_still_current(query: Query, version: tuple[int, int], rows: list) -> bool | None:
+    """After the local query of ``get(pk=...)`` ran first (``by_local_pk``), its rows showing
+    the key and ETag at ``version`` (``version_columns``): the keyed GET of the row it
+    returned, with ``If-None-Match`` on the ETag the row holds. True when the record is
+    unchanged (304): the rows are the answer, one local statement in all; False when the row
+    was written or deleted: the local query must run again. None when the rows are no single
+    synced row (the full sync does it)."""
+    if len(rows) != 1:
+        return None
+    key, etag = rows[0][version[0]], rows[0][version[1]]
     if key is None or not etag:
         return None
     return _recheck_by_pk(query.model, str(uuid.UUID(str(key))), etag)
