@@ -29,11 +29,11 @@ def remote_count(query: Query, using: str) -> int | None:
     remote cannot answer exactly (``countable``), and when more records match than it counts
     or the filter does not fit in one URL (having sent the request, or not)."""
     model = query.model
-    if not countable(query):
+    stored = stored_only(model.cdms)
+    if stored is None or not countable(query):
         return None
     plan = translate(query)
-    stored = stored_only(model.cdms)
-    if not plan.exact or plan.related or plan.backfill or plan.refresh or stored is None:
+    if not plan.exact or plan.related or plan.backfill or plan.refresh:
         return None
     if plan.filter is odata.FALSE:
         return None  # nothing can match remotely: the sync makes no request either

@@ -195,14 +195,14 @@ class Translator(RelationConditions):
         node = renderer(self, lookup, negated)
         if too_long(node, negated):
             raise Unsupported(f"a value too long for the remote's URL limit ({LEAF_LIMIT})")
-        base = base_column(lookup.lhs)
-        if isinstance(base, Col) and isinstance(base.target, models.CharField | models.TextField):
+        base = base_column(lookup.lhs)  # a column: the renderer has read it as an operand
+        left = self.operand(base)
+        if isinstance(base.target, models.CharField | models.TextField):
             self.exact = False  # Dataverse compares text case-insensitively: a superset
-        if isinstance(base, Col) and not reads_as_stored(self.operand(base)):
+        if not reads_as_stored(left):
             self.exact = False  # a converter of one's own may read a value as another (null)
         if isinstance(node, odata.Constant | odata.IsNull):
             return node
-        left = self.operand(base)
         if negated:  # not (x eq 5) is unknown remotely where x is null: keep those records
             return node & odata.Prop(left.path).ne(None)
         if left.reads_null_as_default:  # the default a remote null reads as may match
