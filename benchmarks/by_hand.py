@@ -53,9 +53,12 @@ class ByHand:
         return next(plain.pages(self.session, self.entity_url(), params, page_size=None))
 
     def count(self, filter: str) -> int:
-        """How many records match, as the remote counts them (at most 5,000)."""
-        params = {"$filter": filter, "$count": "true", "$top": "1", "$select": "accountid"}
-        return self._send("GET", self.entity_url(), params=params).json()["@odata.count"]
+        """How many records match, as the remote counts them (at most 5,000): ``$count`` with
+        a page of one key (Dataverse advises against ``$top`` with ``$count``)."""
+        params = {"$filter": filter, "$count": "true", "$select": "accountid"}
+        headers = {"Prefer": "odata.maxpagesize=1"}
+        response = self._send("GET", self.entity_url(), params=params, headers=headers)
+        return response.json()["@odata.count"]
 
     def get(self, key: str) -> dict:
         return self._send("GET", self.entity_url(key), params={"$select": SELECT}).json()

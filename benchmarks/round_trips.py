@@ -180,6 +180,12 @@ def run(env: Environment, quick: bool = False) -> list[Trip]:
         "the top 10 and the 10 stored rows the answer can depend on, re-checked by key, in "
         "one $batch",
     )
+    ops.count(
+        f"count() over {some}",
+        lambda: Organisation.objects.filter(employees=group).count(),
+        "1 req, ≤ 1 record",
+        lambda t: len(t.requests) == 1 and t.records <= 1,
+    )
 
     group = ops.accounts(50)
     objs = list(Organisation.objects.skip_cdms().filter(employees=group))

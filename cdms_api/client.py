@@ -33,6 +33,9 @@ from .session import CDMSSession
 MAX_URL_LENGTH = 32_000
 #: Records per ``CreateMultiple``/``UpdateMultiple`` request (Dataverse's recommended most).
 MAX_BULK = 1000
+#: the most records ``@odata.count`` counts; past it, an annotation says the limit was exceeded
+COUNT_LIMIT = 5000
+COUNT_LIMIT_EXCEEDED = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 BULK_ACTION = "Microsoft.Dynamics.CRM."
 #: the bulk messages a table may or may not support (Dataverse's standard tables vary)
 BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
@@ -296,21 +299,47 @@ class CDMSClient:
             ) from None
 
     def count(self, entity_set: str, filter: Filter = None) -> int:
-        """How many records match (Dataverse caps the figure at 5,000)."""
-        params = _query_options(filter=filter)
-        params.update({"$count": "true", "$top": "1"})
+        """How many records match, up to 5,000: Dataverse counts no further (``exact_count``
+        tells a figure it stopped at)."""
+        return self._count(entity_set, filter)[0]
+
+    def exact_count(self, entity_set: str, filter: Filter = None) -> int | None:
+        """How many records match; None when more do than Dataverse counts (5,000). One
+        request, whatever the number: ``$count=true`` with a page of one record, of its key
+        alone, and the annotation that says whether the count stopped at the limit.
+        ``FilterTooLong``, before anything is sent, when the filter does not fit in one URL."""
+        count, exceeded = self._count(entity_set, filter)
+        return None if exceeded else count
+
+    def _count(self, entity_set: str, filter: Filter) -> tuple[int, bool]:
+        """``@odata.count`` and whether more records match. Dataverse advises against
+        ``$top`` with ``$count``: a page size of one bounds the answer instead."""
         key = self.key_of(entity_set)
-        params["$select"] = key
-        response = self.session.request("GET", entity_set, params=params, idempotent=True)
+        if len(self._split(entity_set, filter, select=[key])) > 1:
+            raise odata.FilterTooLong(
+                "A count is one request: its filter must fit in one URL. Shorten the In list."
+            )
+        params = {**_query_options(filter=filter, select=[key]), "$count": "true"}
+        headers = {
+            "Prefer": f'odata.maxpagesize=1,odata.include-annotations="{COUNT_LIMIT_EXCEEDED}"'
+        }
+        response = self.session.request(
+            "GET", entity_set, params=params, headers=headers, idempotent=True
+        )
         body = self.session.json(response)
-        if not isinstance(body.get("@odata.count"), int):
+        count = body.get("@odata.count")
+        exceeded = body.get(
+            f"@{COUNT_LIMIT_EXCEEDED}", isinstance(count, int) and count >= COUNT_LIMIT
+        )
+        if type(count) is not int or type(exceeded) is not bool:
             raise MalformedResponse(
-                "a $count answer without @odata.count",
+                "a $count answer without @odata.count (or with a limit annotation not true "
+                "or false)",
                 status=response.status_code,
                 method="GET",
                 url=response.url,
             )
-        return body["@odata.count"]
+        return count, exceeded
 
     def records(
         self, entity_set: str, keys: Iterable[str | uuid.UUID], select: Iterable[str] | None = None

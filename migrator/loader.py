@@ -25,7 +25,7 @@ from cdms_api import odata
 from cdms_api.errors import MalformedResponse
 
 from . import local, remote
-from .converters import parse_instant
+from .converters import converter_for, parse_instant
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
 from .upsert import stored_etags, upsert
@@ -238,6 +238,23 @@ def _held(fm: FieldMap, column: list, unheld: list[list[FieldMap]]) -> list:
         if value is None:
             fields.append(fm)
     return column
+
+
+def stored_only(mapping: Mapping) -> list[odata.Node] | None:
+    """The conditions true of exactly the records the loader stores (``_held``): each field
+    that cannot hold null and has no default is not null remotely (text reads a null as "").
+    None when no filter can tell them: such a lookup (it may point at another table, or at a
+    record that cannot be stored) or a converter of one's own (it may read a value as null)."""
+    conditions = []
+    for fm in mapping.fields:
+        field = fm.field
+        if field.null or field.has_default():
+            continue
+        if fm.is_lookup or type(fm.converter) is not type(converter_for(field)):
+            return None
+        if fm.to_python(None) is None:
+            conditions.append(odata.Prop(fm.remote).ne(None))
+    return conditions
 
 
 def record_values(model: type[CDMSModel], record: dict) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Every Django read ends in the SQL compiler, whichever method, manager, related descriptor,
 prefetch or async variant starts it: ``execute_sql`` for rows, ``has_results`` for
 ``exists()``, and ``get_aggregation`` for ``count()`` and ``aggregate()`` (which may compile
-the query as a subquery of another and never execute it on its own). So the query carries
+the query as a subquery of another and never execute it on its own); ``count()`` of a query
+the remote counts exactly asks the remote alone (``get_count``). So the query carries
 the sync flag, and its select compiler brings the rows the query can return up to date with
 the remote just before it runs. Writes (``UpdateQuery``, ``DeleteQuery``, ``InsertQuery``) are
 other classes and never sync.
@@ -19,6 +20,7 @@ from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE as CHUNK
 from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
+from .counting import remote_count
 from .local import syncs
 from .sync import by_local_pk, refresh, rows_still_current, version_columns
 
@@ -38,6 +40,15 @@ class CDMSQuery(Query):
         elif self.compiler == "SQLCompiler":
             compiler.__class__ = _SYNCING[type(compiler)] = _syncing_compiler(type(compiler))
         return compiler
+
+    def get_count(self, using: str) -> int:
+        """``count()``: one remote ``$count`` when the remote filter is exact
+        (``counting.remote_count``); otherwise the sync, then Django's count."""
+        if syncs(self):
+            counted = remote_count(self, using)
+            if counted is not None:
+                return counted
+        return super().get_count(using)
 
     def get_aggregation(self, using: str, aggregate_exprs: dict[str, Any]) -> dict[str, Any]:
         """``count()`` and ``aggregate()``: sync what the query could count, then aggregate

@@ -117,7 +117,7 @@ def refresh(query: Query) -> None:
     if synced and all(reads_changes(m) for m in synced):
         for model in synced:
             catch_up(model)
-        _decided(query.model, "changes", note="answered locally after the change feed")
+        decided(query.model, "changes", note="answered locally after the change feed")
         return
     if query.combinator:  # union(), intersection(), difference(): each part
         for part in query.combined_queries:
@@ -169,7 +169,7 @@ def refresh(query: Query) -> None:
 
 
 def _decided_read(model: type[CDMSModel], plan: RemotePlan, seen: set[str], **fields) -> None:
-    _decided(
+    decided(
         model,
         "none" if plan.filter is odata.FALSE else "filtered",
         filter=None if plan.filter in (odata.TRUE, odata.FALSE) else odata.render(plan.filter),
@@ -181,7 +181,7 @@ def _decided_read(model: type[CDMSModel], plan: RemotePlan, seen: set[str], **fi
     )
 
 
-def _decided(model: type[CDMSModel], read: str, **fields) -> None:
+def decided(model: type[CDMSModel], read: str, **fields) -> None:
     """One log line per synced query saying what it read and why (``migrator`` logger, DEBUG),
     the figures also as the record's ``cdms`` attribute for a structured formatter."""
     if not logger.isEnabledFor(logging.DEBUG):
@@ -395,7 +395,7 @@ def _recheck_by_pk(model: type[CDMSModel], key: str, etag: str) -> bool:
     found = _get_stored(model, key, stored)
     if not found:
         delete_local(model, {key})
-    _decided(model, "key", records=int(found), deleted=int(not found))
+    decided(model, "key", records=int(found), deleted=int(not found))
     return found and not stored.wrote
 
 
@@ -505,8 +505,9 @@ def own_rows_only(query: Query) -> bool:
     table, conditions with no subquery, raw SQL, aggregate or window function, no grouping
     and no slice, all of which look at other rows."""
     where = query.where
+    joined = [a for a in query.alias_map if a != query.base_table and query.alias_refcount.get(a)]
     return (
-        len(query.alias_map) <= 1
+        not joined  # a join Django made and then trimmed away is left unused
         and not query.extra_tables
         and query.low_mark == 0
         and query.high_mark is None

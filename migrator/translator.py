@@ -81,7 +81,9 @@ class RemotePlan:
     of each hold the local first ones. ``related`` are read first; ``backfill`` (foreign key,
     model) are the related rows of every record read, synced after the main read: what a
     condition on the existence or the number of related rows needs, and what the query shows
-    of them."""
+    of them. ``exact``: the filter selects exactly the records the local query matches, no
+    more: nothing relaxed, no text condition (Dataverse compares text case-insensitively), no
+    null read as a default, no value a converter of one's own reads differently."""
 
     filter: odata.Node
     orderby: list[str] = field(default_factory=list)
@@ -93,6 +95,7 @@ class RemotePlan:
     refresh: dict[str, dict] = field(default_factory=dict)
     expand: list[str] = field(default_factory=list)
     halves: Halves | None = None
+    exact: bool = False
 
 
 class Translator(RelationConditions):
@@ -127,6 +130,7 @@ class Translator(RelationConditions):
             refresh=refresh,
             expand=expand_of(self.model, refresh),
             halves=halves,
+            exact=self.exact,
         )
 
     # the walk ---------------------------------------------------------------------------------
@@ -191,12 +195,14 @@ class Translator(RelationConditions):
         node = renderer(self, lookup, negated)
         if too_long(node, negated):
             raise Unsupported(f"a value too long for the remote's URL limit ({LEAF_LIMIT})")
-        base = base_column(lookup.lhs)
-        if isinstance(base, Col) and isinstance(base.target, models.CharField | models.TextField):
+        base = base_column(lookup.lhs)  # a column: the renderer has read it as an operand
+        left = self.operand(base)
+        if isinstance(base.target, models.CharField | models.TextField):
             self.exact = False  # Dataverse compares text case-insensitively: a superset
+        if not reads_as_stored(left):
+            self.exact = False  # a converter of one's own may read a value as another (null)
         if isinstance(node, odata.Constant | odata.IsNull):
             return node
-        left = self.operand(base)
         if negated:  # not (x eq 5) is unknown remotely where x is null: keep those records
             return node & odata.Prop(left.path).ne(None)
         if left.reads_null_as_default:  # the default a remote null reads as may match
@@ -298,6 +304,15 @@ class Translator(RelationConditions):
 
 
 Halves = tuple[odata.Node, odata.Node]
+
+
+def reads_as_stored(operand: Operand) -> bool:
+    """Whether the local column holds what the remote property does, value for value: a key,
+    a lookup, or a field with its type's own converter (``OptionSet`` reads values it does not
+    know as null)."""
+    if operand.kind != "field" or operand.mapping.is_lookup:
+        return True
+    return type(operand.mapping.converter) is type(converter_for(operand.field))
 
 
 def halves_of(orderby: list[str], nullable: list[FieldMap]) -> Halves | None:

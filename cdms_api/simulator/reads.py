@@ -205,6 +205,8 @@ class CollectionRead:
         headers: dict[str, str] = {}
         if options.count:
             self.add_count(body, clauses, params)
+        else:
+            self.add_no_count(body)
         more = page_size is not None and len(rows) > page_size
         rows = rows[:page_size] if page_size else rows
         extra = expansions(self.store, rows, options.expand)
@@ -259,6 +261,14 @@ class CollectionRead:
             body["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(total, COUNT_LIMIT)
         if self.prefs.wants_annotation("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"):
             body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > COUNT_LIMIT
+
+    def add_no_count(self, body: dict[str, Any]) -> None:
+        """Without ``$count=true``, the count annotations asked for are there, saying that
+        nothing was counted: ``totalrecordcount`` is -1, as Dataverse documents."""
+        if self.prefs.wants_annotation("Microsoft.Dynamics.CRM.totalrecordcount"):
+            body["@Microsoft.Dynamics.CRM.totalrecordcount"] = -1
+        if self.prefs.wants_annotation("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"):
+            body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = False
 
     def link(self, **replacements: str) -> str:
         args = {k: v for k, v in self.args.items() if k not in ("$skiptoken", "$deltatoken")}

@@ -119,6 +119,53 @@ def test_count(client):
     assert client.count("accounts", "new_ukbased eq true") == 5
 
 
+def test_exact_count_is_one_request_of_at_most_one_key(client, cdms_simulator):
+    """``$count=true`` with a page of one record, not ``$top`` (Dataverse advises against
+    ``$top`` with ``$count``), and the annotation telling a count that stopped at the limit."""
+    cdms_simulator.clear_journal()
+    assert client.exact_count("accounts", Prop("numberofemployees").gt(10)) == 8
+    [sent] = [r for r in client.sent if r.path.endswith("/accounts")]
+    assert sent.params == {
+        "$filter": "numberofemployees gt 10",
+        "$select": "accountid",
+        "$count": "true",
+    }
+    [answered] = [e for e in cdms_simulator.journal() if e["path"].endswith("/accounts")]
+    assert answered["records"] == 1
+    assert client.exact_count("accounts", Prop("name").eq("nobody")) == 0
+
+
+def test_exact_count_is_none_past_the_limit(client, cdms_simulator):
+    cdms_simulator.load("accounts", [{"name": f"Many {i:05d}"} for i in range(4990)])
+    assert client.exact_count("accounts") == 5000  # exactly the limit: all counted
+    cdms_simulator.load("accounts", [{"name": "One more"}])
+    assert client.exact_count("accounts") is None
+    assert client.count("accounts") == 5000
+    assert client.exact_count("accounts", Prop("name").startswith("Many")) == 4990
+
+
+def test_exact_count_of_a_filter_too_long_for_a_url_sends_nothing(client):
+    keys = [uuid.uuid4() for _ in range(2000)]
+    with pytest.raises(FilterTooLong):
+        client.exact_count("accounts", Prop("accountid").isin(keys))
+    assert not [r for r in client.sent if r.path.endswith("/accounts")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"value": []},
+        {"@odata.count": "3", "value": []},
+        {"@odata.count": True, "value": []},
+        {"@odata.count": 3, "@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded": "no"},
+    ],
+)
+def test_exact_count_of_a_malformed_answer(client, cdms_simulator, body):
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts$", "status": 200, "body": body})
+    with pytest.raises(errors.MalformedResponse):
+        client.exact_count("accounts")
+
+
 # writes ----------------------------------------------------------------------------------
 def test_create_generates_the_key_and_returns_the_stored_record(client):
     record = client.create("accounts", {"name": "Created Ltd", "numberofemployees": 4})

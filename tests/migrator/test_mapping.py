@@ -20,13 +20,15 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdms_api import codec
+from cdms_api import codec, odata
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import instances
 from migrator.converters import Converter, OptionSet, converter_for, parse_instant
+from migrator.loader import stored_only
 from migrator.mapping import Lookup, Mapping
 from migrator.models import CDMSModel
+from migrator.translator import translate
 from tests.secondapp.models import Sample
 
 UTC = dt.UTC
@@ -649,3 +651,36 @@ def test_the_example_apps_migrations_are_up_to_date():
         "makemigrations", "core", "migrator", "secondapp", "--check", "--dry-run", stdout=out
     )
     assert "No changes detected" in out.getvalue()
+
+
+def test_a_converter_of_ones_own_makes_a_filter_not_exact(isolated):
+    """``OptionSet`` reads a value it does not know as null: a filter on its field may select
+    other records than the local query (no ``$top``, no ``$count``); a field of its own that
+    cannot hold null leaves no filter that tells the records the loader stores."""
+
+    class Graded(Throwaway):
+        grade = models.IntegerField(null=True)
+        level = models.IntegerField(null=True)
+        rank = models.IntegerField()
+
+        class CDMS:
+            entity_set = "accounts"
+            fields = {
+                "grade": ("industrycode", OptionSet({1: 1, 2: 2})),
+                "level": "numberofemployees",
+                "rank": "new_rank",
+            }
+
+    assert not translate(Graded.objects.filter(grade=1).query).exact
+    assert not translate(Graded.objects.filter(grade__isnull=True).query).exact
+    assert translate(Graded.objects.filter(level=1).query).exact
+    assert [odata.render(c) for c in stored_only(Graded.cdms)] == ["new_rank ne null"]
+
+    class Ranked(Throwaway):
+        rank = models.IntegerField()
+
+        class CDMS:
+            entity_set = "accounts"
+            fields = {"rank": ("new_rank", OptionSet({1: 1}))}
+
+    assert stored_only(Ranked.cdms) is None

@@ -88,6 +88,22 @@ def stale_rows(draw) -> list[dict]:
     return rows
 
 
+@st.composite
+def local_only_rows(draw) -> list[dict]:
+    """Rows made locally (``skip_cdms``), which have no remote key."""
+    return [
+        {
+            "name": draw(texts),
+            "website": draw(texts),
+            "employees": draw(employees),
+            "revenue": draw(revenues),
+            "uk_based": draw(flags),
+            "founded_on": draw(days),
+        }
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+
+
 # Queries -----------------------------------------------------------------------------------------
 
 TEXT_LOOKUPS = [
@@ -227,33 +243,55 @@ def _load_stale(rows: list[dict]) -> None:
             by_key[row["cdms_pk"]].save(skip_cdms=True)
 
 
+def _load_local_only(rows: list[dict]) -> None:
+    """Rows made locally (``skip_cdms``): no remote key, never synced."""
+    for row in rows:
+        Organisation.objects.skip_cdms().create(**row)
+
+
 def _synced_keys(queryset) -> set:
-    return {row.cdms_pk for row in queryset}
+    """The rows' keys (a row without one by its values)."""
+    return {row.cdms_pk or (row.name, row.website, row.employees, row.uk_based) for row in queryset}
 
 
-def check_query(simulator, records: list[dict], stale: list[dict], steps) -> None:
+def check_query(
+    simulator, records: list[dict], stale: list[dict], steps, local_only: list[dict] = ()
+) -> None:
     """The property for one example: the sync-through read on a cache holding ``stale`` (empty
-    if none) returns the rows the query returns locally on a fresh copy of the remote."""
+    if none) and rows made locally (``local_only``) returns the rows the query returns locally
+    on a fresh copy of the remote with the same local rows; ``count()`` on that cache, the
+    number of them."""
     simulator.reset()
     simulator.load("accounts", records)
 
     # what the query answers on a complete, fresh copy of the remote
     _reset_local()
     list(Organisation.objects.all())  # an unfiltered read: every remote record
+    _load_local_only(local_only)
     try:
         expected = _synced_keys(_queryset(steps).skip_cdms())
+        expected_count = _queryset(steps).skip_cdms().count()
     except (ValueError, TypeError):  # a value Django itself refuses
         assume(False)
 
-    # what the sync-through read answers on a stale (or empty) cache
-    _reset_local()
-    _load_stale(stale)
+    def on_the_stale_cache(read):
+        _reset_local()
+        _load_stale(stale)
+        _load_local_only(local_only)
+        return read()
+
+    # what the sync-through count and read answer on a stale (or empty) cache, each on its own
     queryset = _queryset(steps)
     try:
-        actual = _synced_keys(queryset)
+        actual_count = on_the_stale_cache(queryset.count)
     except CDMSNotSupported:  # relaxed to nothing: keep it to the point with a translatable "true"
         queryset = queryset.filter(EVERY_ROW)
-        actual = _synced_keys(queryset)
+        actual_count = on_the_stale_cache(queryset.count)
+    assert actual_count == expected_count, (
+        f"count() {actual_count}, {expected_count} expected\n"
+        f"query: {steps}\nremote: {queryset.cdms_query}\nrecords: {records}\nstale: {stale}"
+    )
+    actual = on_the_stale_cache(lambda: _synced_keys(queryset))
     assert actual == expected, (
         f"missing {expected - actual}, extra {actual - expected}\n"
         f"query: {steps}\nremote: {queryset.cdms_query}\nrecords: {records}\nstale: {stale}"
@@ -269,7 +307,8 @@ def check_query(simulator, records: list[dict], stale: list[dict], steps) -> Non
 @given(data=st.data(), records=account_records(), steps=queries)
 def test_sync_through_reads_match_a_fresh_copy(cdms_simulator, data, records, steps):
     stale = data.draw(stale_rows(), label="stale")
-    check_query(cdms_simulator, records, stale, steps)
+    local_only = data.draw(local_only_rows(), label="local only")
+    check_query(cdms_simulator, records, stale, steps, local_only)
 
 
 # Counterexamples the property found, kept as regression tests -----------------------------------

@@ -266,6 +266,33 @@ def test_count_annotations_below_the_limit(api):
     assert body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] is False
 
 
+def test_count_annotations_without_count_say_nothing_was_counted(api):
+    """Without ``$count=true`` the annotations asked for are there: ``totalrecordcount`` is
+    -1, as Dataverse documents, and the limit was not exceeded."""
+    headers = prefer('odata.include-annotations="*"')
+    body = ok(get(api, headers=headers, **{"$select": "name"}))
+    assert "@odata.count" not in body
+    assert body["@Microsoft.Dynamics.CRM.totalrecordcount"] == -1
+    assert body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] is False
+    assert "@Microsoft.Dynamics.CRM.totalrecordcount" not in ok(get(api, **{"$select": "name"}))
+
+
+def test_count_with_a_page_of_one_record(api):
+    """The count ``CDMSClient.exact_count`` asks for: every match counted, one record of its
+    key alone in the answer, and whether the count stopped at the limit."""
+    headers = prefer(
+        "odata.maxpagesize=1,"
+        'odata.include-annotations="Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"'
+    )
+    params = {"$select": "accountid", "$count": "true", "$filter": "numberofemployees gt 10"}
+    body = ok(get(api, headers=headers, **params))
+    assert body["@odata.count"] == 8
+    assert body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] is False
+    assert "@Microsoft.Dynamics.CRM.totalrecordcount" not in body
+    [record] = body["value"]
+    assert set(record) == {"@odata.etag", "accountid"}
+
+
 @pytest.mark.parametrize(
     ("entity_set", "params", "expected"),
     [
