@@ -19,8 +19,7 @@ KEY = "2faef9cc-507e-519d-a449-682b0526b00d"
 NOT_FOUND = {"error": {"code": "0x80040217", "message": "account does not exist"}}
 
 
-@pytest.fixture
-def client():
+def make_client(**options) -> CDMSClient:
     slept = []
     client = CDMSClient(
         BASE,
@@ -28,10 +27,16 @@ def client():
         client_id="id",
         client_secret="s3cret",
         retry=RetryPolicy(attempts=3, backoff_s=0.01, budget_s=60),
+        **options,
     )
     client.session._sleep = slept.append
     client.slept = slept
     return client
+
+
+@pytest.fixture
+def client():
+    return make_client()
 
 
 def token(rsps, body=None, status=200):
@@ -161,9 +166,8 @@ def test_a_write_whose_outcome_cannot_be_read_back_stays_ambiguous():
 
 
 @pytest.fixture
-def keyed(client):
-    client._keys["accounts"] = "accountid"  # no table definitions to read first
-    return client
+def keyed():
+    return make_client(keys={"accounts": "accountid"})  # no table definitions to read first
 
 
 def api_requests() -> list[str]:
