@@ -233,8 +233,9 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
 
 def _found_out(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
     """A changeset whose outcome is not known: read its records back. All applied: done;
-    none: sent again (or, out of rounds, the errors stand); some: an ambiguous error, since
-    someone else wrote too. When the records cannot be read, the errors stand, ambiguous."""
+    none: sent again (or, out of rounds or timed out, the errors stand); some: an ambiguous
+    error, since someone else wrote too. When the records cannot be read, the errors stand,
+    ambiguous."""
     found = _read_back(writes)
     verdicts = [] if found is None else [_decide(w, found.get((w.model, w.key))) for w in writes]
     if verdicts and all(v == DONE for v in verdicts):
