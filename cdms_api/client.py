@@ -722,18 +722,38 @@ def _exactly_once(send: Callable[[], T], settled: Callable[[], T | None]) -> T:
     ``settled()`` reads the remote: the result if the write happened, None if it did not,
     and then it is sent once more. Should that read or the second send fail, the outcome is
     still unknown (the first attempt may yet be applied, served late): the error raised is
-    ``ambiguous`` whatever its kind."""
+    ``ambiguous`` whatever its kind.
+
+    A first attempt that timed out (``in_flight``) may still be being served: a read that
+    does not find it applied only says "not yet", and a second send would let it land after
+    a later write (a create after a delete of the record brings the record back). Its
+    error is raised instead, still ambiguous."""
     try:
         return send()
     except CDMSError as error:
         if not error.ambiguous:
             raise
+        lost = error
     try:
         result = settled()
-        return result if result is not None else send()
     except CDMSError as error:
-        error.ambiguous = True
+        _unknown(error, lost)
         raise
+    if result is not None:
+        return result
+    if lost.in_flight:
+        raise lost
+    try:
+        return send()
+    except CDMSError as error:
+        _unknown(error, lost)
+        raise
+
+
+def _unknown(error: CDMSError, lost: CDMSError) -> None:
+    """``error`` ends a write whose answer ``lost`` was lost: its outcome is unknown."""
+    error.ambiguous = True
+    error.in_flight |= lost.in_flight
 
 
 def _value_list(body: dict[str, Any], response: Any) -> list[dict[str, Any]]:

@@ -18,6 +18,10 @@ class CDMSError(Exception):
     #: True when the remote may have applied the request although it failed (a dropped
     #: connection, a read timeout, a 5xx): the outcome has to be found out, not guessed.
     ambiguous: bool = False
+    #: True when the remote may still be serving the request (a read timeout: the client
+    #: stopped waiting, the remote did not): it may be applied after a read that did not find
+    #: it, so such a read cannot settle it, nor make sending it again safe.
+    in_flight: bool = False
 
     def __init__(
         self,

@@ -136,8 +136,9 @@ class CDMSSession:
             headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
         started, attempt, renewed = time.monotonic(), 0, False
         # An attempt that may have been applied leaves the outcome of the request unknown,
-        # whatever a later attempt answers: the error raised in the end is ``ambiguous``.
-        uncertain = False
+        # whatever a later attempt answers: the error raised in the end is ``ambiguous``
+        # (and ``in_flight`` when an attempt timed out: the remote may apply it yet).
+        uncertain = in_flight = False
         while True:
             attempt += 1
             permit = None if self.governor is None else self.governor.admit(priority())
@@ -164,8 +165,10 @@ class CDMSSession:
                 self._report(method, url, params, None, sent, attempt, type(error).__name__)
                 if self._may_retry(error.ambiguous, idempotent, attempt, started, None):
                     uncertain |= error.ambiguous
+                    in_flight |= error.in_flight
                     continue
                 error.ambiguous |= uncertain
+                error.in_flight |= in_flight
                 raise error from None
             self._release(permit, sent)
             self._report(method, url, params, response.status_code, sent, attempt, None)
@@ -199,6 +202,7 @@ class CDMSSession:
                 uncertain |= error.ambiguous
                 continue
             error.ambiguous |= uncertain
+            error.in_flight |= in_flight
             raise error
 
     @staticmethod
@@ -260,7 +264,7 @@ class CDMSSession:
             error.ambiguous = False
         elif isinstance(exc, requests.Timeout):
             error = RemoteTimeout("read timeout: no answer in time", method=method, url=url)
-            error.ambiguous = True
+            error.ambiguous = error.in_flight = True
         else:
             never_connected = "NewConnectionError" in repr(exc) or "refused" in str(exc).lower()
             reason = "connection refused" if never_connected else "connection dropped"

@@ -9,7 +9,9 @@ attempt (its key was generated for it), sent again as an update; an update refus
 ETag (412) is done if the record holds every value sent. An outcome the client cannot know (a
 dropped connection, a 5xx) is found out by reading the records back, one read per model: a
 write that was not applied is sent again (with its ETag, so it cannot overwrite a change made
-since), up to ``ROUNDS`` sends in all."""
+since), up to ``ROUNDS`` sends in all. A write whose attempt timed out is never sent again:
+the remote may still be serving that attempt, and a read that does not find it applied only
+says "not yet" (``CDMSError.in_flight``); its error stands, ambiguous."""
 
 from __future__ import annotations
 
@@ -111,8 +113,12 @@ def create_many(writes: list[RemoteWrite]) -> None:
             client.create_multiple(
                 mapping.entity_set, [{**w.body, mapping.key: w.key} for w in chunk]
             )
-        except CDMSError:
-            send(chunk)
+        except CDMSError as error:
+            if error.in_flight:  # it may still land: sent again, it could land after a delete
+                for w in chunk:
+                    w.error = error
+            else:
+                send(chunk)
             continue
         for w in chunk:
             w.done = True  # created, whatever the read back finds
@@ -227,14 +233,15 @@ def _changeset(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
 
 def _found_out(writes: list[RemoteWrite], last: bool) -> list[RemoteWrite]:
     """A changeset whose outcome is not known: read its records back. All applied: done;
-    none: sent again (or, out of rounds, the errors stand); some: an ambiguous error, since
-    someone else wrote too. When the records cannot be read, the errors stand, ambiguous."""
+    none: sent again (or, out of rounds or timed out, the errors stand); some: an ambiguous
+    error, since someone else wrote too. When the records cannot be read, the errors stand,
+    ambiguous."""
     found = _read_back(writes)
     verdicts = [] if found is None else [_decide(w, found.get((w.model, w.key))) for w in writes]
     if verdicts and all(v == DONE for v in verdicts):
         return []
     if verdicts and all(v == AGAIN for v in verdicts):
-        return [] if last else writes
+        return [] if last or any(_may_still_land(w) for w in writes) else writes
     if found is None:
         _not_found_out(writes)
         return []
@@ -327,9 +334,14 @@ def _settle(writes: list[RemoteWrite]) -> list[RemoteWrite]:
         return []
     again = []
     for w in writes:
-        if _decide(w, found.get((w.model, w.key))) == AGAIN:
+        if _decide(w, found.get((w.model, w.key))) == AGAIN and not _may_still_land(w):
             again.append(w)
     return again
+
+
+def _may_still_land(write: RemoteWrite) -> bool:
+    """The write's last attempt timed out: the remote may apply it yet, after any read."""
+    return write.error is not None and write.error.in_flight
 
 
 def _read_back(writes: list[RemoteWrite]) -> dict[tuple[type, str], dict] | None:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models.expressions import Subquery
 
 from cdms_api.batch import MAX_OPERATIONS
@@ -55,11 +55,13 @@ def update(queryset: models.QuerySet, values: dict[str, Any]) -> int:
         pks = list(queryset.values_list("pk", flat=True))
 
     def change(failed: list[Any] | None) -> int:
-        rows = queryset
+        rows, changed = queryset, pks
         if failed is not None:
             left_out = {row.pk for row in failed}
-            rows = queryset.filter(pk__in=[pk for pk in pks if pk not in left_out])
+            changed = [pk for pk in pks if pk not in left_out]
+            rows = queryset.filter(pk__in=changed)
         with local.local_only():
+            _lock_in_key_order(model, queryset.db, changed)
             return models.QuerySet.update(rows, **values)
 
     def writes_of() -> list[RemoteWrite]:
@@ -92,10 +94,10 @@ def bulk_update(
 
     def change(failed: list[Any] | None) -> int:
         left_out = {id(obj) for obj in failed or []}
+        changed = [obj for obj in objs if id(obj) not in left_out]
         with local.local_only():
-            return models.QuerySet.bulk_update(
-                queryset, [obj for obj in objs if id(obj) not in left_out], fields, batch_size
-            )
+            _lock_in_key_order(model, queryset.db, [obj.pk for obj in changed])
+            return models.QuerySet.bulk_update(queryset, changed, fields, batch_size)
 
     def writes_of() -> list[RemoteWrite]:
         synced = [obj for obj in objs if obj.cdms_pk is not None]
@@ -200,6 +202,15 @@ def _write(
         raise BulkWriteError(
             operation, [(w.target, w.error) for w in failed], [w.target for w in done]
         ) from None
+
+
+def _lock_in_key_order(model: type[CDMSModel], using: str, pks: list[Any]) -> None:
+    """Lock the rows an update writes first, by primary key: the order every page writer
+    locks rows in (``loader``). Django's ``UPDATE`` locks them in the order it finds them,
+    and deadlocked with a resync's page holding some of them (PostgreSQL)."""
+    if connections[using].features.has_select_for_update:
+        rows = local.rows(model).using(using).select_for_update().filter(pk__in=pks)
+        list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def _unsave(objs: list[CDMSModel], given_pk: set[int]) -> None:

@@ -528,6 +528,22 @@ def test_a_create_with_an_unknown_outcome_happens_exactly_once(cdms_simulator, c
     assert client.count("accounts", "name eq 'Exactly once'") == 1
 
 
+def test_a_create_served_after_its_timeout_is_not_sent_again(cdms_simulator, make_client):
+    """The remote still serves a POST the client stopped waiting for. Sent again after a read
+    that found nothing yet, the create was acknowledged while the first POST was still to
+    land: after a delete of the record, that brought it back."""
+    client = make_client(timeout=(2.0, 0.3), keys={"accounts": "accountid"})
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": "/accounts$", "action": "pass", "delay_ms": 600}
+    )
+    with pytest.raises(errors.RemoteTimeout) as raised:
+        client.create("accounts", {"name": "Served late"})
+    assert raised.value.ambiguous
+    assert [r.method for r in api_calls(client)] == ["POST", "GET"]
+    time.sleep(0.6)  # the first POST lands
+    assert client.count("accounts", "name eq 'Served late'") == 1
+
+
 def test_a_delete_whose_answer_is_lost_is_not_an_error(cdms_simulator, client):
     record = client.create("accounts", {"name": "Lost answer"})
     cdms_simulator.add_faults({"method": "DELETE", "action": "apply_then_fail", "status": None})

@@ -5,6 +5,7 @@ import io
 import time
 
 import pytest
+import requests
 import responses
 
 from cdms_api import errors
@@ -15,10 +16,10 @@ from cdms_api.session import CHUNK_BYTES, MAX_BODY_BYTES, parse_retry_after
 BASE = "https://crm.example.com/api/data/v9.2/"
 TOKEN = "https://login.example.com/tenant/oauth2/v2.0/token"
 KEY = "2faef9cc-507e-519d-a449-682b0526b00d"
+NOT_FOUND = {"error": {"code": "0x80040217", "message": "account does not exist"}}
 
 
-@pytest.fixture
-def client():
+def make_client(**options) -> CDMSClient:
     slept = []
     client = CDMSClient(
         BASE,
@@ -26,10 +27,16 @@ def client():
         client_id="id",
         client_secret="s3cret",
         retry=RetryPolicy(attempts=3, backoff_s=0.01, budget_s=60),
+        **options,
     )
     client.session._sleep = slept.append
     client.slept = slept
     return client
+
+
+@pytest.fixture
+def client():
+    return make_client()
 
 
 def token(rsps, body=None, status=200):
@@ -156,6 +163,65 @@ def test_a_write_whose_outcome_cannot_be_read_back_stays_ambiguous():
     with pytest.raises(errors.Throttled) as raised:
         _exactly_once(send, settled)
     assert raised.value.ambiguous
+
+
+@pytest.fixture
+def keyed():
+    return make_client(keys={"accounts": "accountid"})  # no table definitions to read first
+
+
+def api_requests() -> list[str]:
+    return [c.request.method for c in responses.calls if c.request.url.startswith(BASE)]
+
+
+@responses.activate
+def test_a_create_that_timed_out_is_not_sent_again_when_its_record_is_not_found(keyed):
+    """The remote may still be serving the POST it did not answer in time: the read finds no
+    record yet, and a second POST would be acknowledged while the first may land after it
+    (after a delete of the record, bringing it back). The timeout is raised, ambiguous."""
+    token(responses)
+    responses.add(responses.POST, f"{BASE}accounts", body=requests.ReadTimeout("no answer"))
+    responses.add(responses.GET, f"{BASE}accounts({KEY})", status=404, json=NOT_FOUND)
+    with pytest.raises(errors.RemoteTimeout) as raised:
+        keyed.create("accounts", {"name": "Late"}, key=KEY)
+    assert raised.value.ambiguous and raised.value.in_flight
+    assert api_requests() == ["POST", "GET"]
+
+
+@responses.activate
+def test_a_delete_that_timed_out_is_not_sent_again_when_its_record_is_still_there(keyed):
+    token(responses)
+    responses.add(responses.DELETE, f"{BASE}accounts({KEY})", body=requests.ReadTimeout("late"))
+    responses.add(responses.GET, f"{BASE}accounts({KEY})", json={"accountid": KEY})
+    with pytest.raises(errors.RemoteTimeout) as raised:
+        keyed.delete("accounts", KEY)
+    assert raised.value.ambiguous
+    assert api_requests() == ["DELETE", "GET"]
+
+
+@responses.activate
+def test_a_create_whose_answer_was_dropped_is_sent_again_when_its_record_is_not_found(keyed):
+    """A dropped connection ended the exchange: the remote is done with that attempt."""
+    token(responses)
+    responses.add(responses.POST, f"{BASE}accounts", body=requests.ConnectionError("reset"))
+    responses.add(responses.GET, f"{BASE}accounts({KEY})", status=404, json=NOT_FOUND)
+    responses.add(responses.POST, f"{BASE}accounts", status=201, json={"accountid": KEY})
+    assert keyed.create("accounts", {"name": "Again"}, key=KEY) == {"accountid": KEY}
+    assert api_requests() == ["POST", "GET", "POST"]
+
+
+def test_a_write_timed_out_whose_outcome_cannot_be_read_back_may_still_land():
+    def timed_out():
+        error = errors.RemoteTimeout("read timeout")
+        error.ambiguous = error.in_flight = True
+        raise error
+
+    def settled():
+        raise errors.Throttled("slow down", status=429)
+
+    with pytest.raises(errors.Throttled) as raised:
+        _exactly_once(timed_out, settled)
+    assert raised.value.ambiguous and raised.value.in_flight
 
 
 @responses.activate

@@ -3,6 +3,8 @@ as one changeset just before the local commit; all or nothing on both sides."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import transaction
 from django.db.models import F
@@ -208,6 +210,20 @@ def test_a_block_whose_answer_is_lost_is_applied_once(crm, rows, cdms_simulator,
     assert only_batches(calls) == requests
     assert len(crm.find("accounts", "name", "Once Only")) == 1
     crm.assert_all_in_sync(Organisation, [org.cdms_pk, northwind.cdms_pk])
+
+
+def test_a_block_timed_out_is_not_sent_again(crm, rows, cdms_simulator, settings):
+    """The remote still serves the changeset the client stopped waiting for: read back, its
+    records are not there yet, and sent again it could be applied after a later write."""
+    settings.CDMS = {**settings.CDMS, "TIMEOUT": (2.0, 0.3)}
+    rule = {"method": "POST", "path": BATCH, "action": "pass", "delay_ms": 600}
+    cdms_simulator.add_faults(rule)
+    with pytest.raises(TransportError) as raised, migrator.atomic():
+        Organisation.objects.create(name="Late Block")
+    assert raised.value.ambiguous
+    assert not Organisation.objects.skip_cdms().filter(name="Late Block").exists()
+    time.sleep(0.6)  # the changeset lands
+    assert len(crm.find("accounts", "name", "Late Block")) == 1
 
 
 def test_a_block_applied_then_503_and_retried_is_done_however_many_creates(

@@ -5,6 +5,7 @@ local failures sending nothing."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 
@@ -47,6 +48,24 @@ def gone_parent(crm) -> Organisation:
 
 
 # bulk_create -------------------------------------------------------------------------------
+
+
+def test_bulk_create_timed_out_is_not_sent_again(crm, cdms_simulator, settings):
+    """The remote still serves the ``CreateMultiple`` the client stopped waiting for: read
+    back, its records are not there yet, and sent again they could be created after a later
+    delete of them."""
+    settings.CDMS = {**settings.CDMS, "TIMEOUT": (2.0, 0.3)}
+    remote.client().bulk_messages("accounts")
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": "CreateMultiple$", "action": "pass", "delay_ms": 600}
+    )
+    objs = [Organisation(name=f"Late Bulk {i}") for i in range(3)]
+    with pytest.raises(BulkWriteError) as raised:
+        Organisation.objects.bulk_create(objs)
+    assert raised.value.ambiguous and not raised.value.done
+    assert not local_keys(Organisation, name__startswith="Late Bulk")
+    time.sleep(0.6)  # the first request lands
+    assert [len(crm.find("accounts", "name", f"Late Bulk {i}")) for i in range(3)] == [1, 1, 1]
 
 
 def test_bulk_create_is_one_create_multiple_and_one_read_back(crm, synced):

@@ -164,6 +164,32 @@ def test_page_writers_lock_rows_in_one_order(remote_client, synced):
 LOCKED = re.compile(r'ORDER BY ("core_organisation"\."id"|1) ASC FOR UPDATE\s*$')
 
 
+def update_by_name(names: list[str]) -> None:
+    Organisation.objects.filter(name__in=names).update(employees=5)
+
+
+def bulk_update_by_name(names: list[str]) -> None:
+    objs = list(Organisation.objects.skip_cdms().filter(name__in=names))
+    for obj in objs:
+        obj.employees = 5
+    Organisation.objects.bulk_update(objs, ["employees"])
+
+
+@pytest.mark.parametrize("write", [update_by_name, bulk_update_by_name], ids=["update", "bulk"])
+def test_bulk_updates_lock_their_rows_in_the_page_writers_order(remote_client, synced, write):
+    """Found by the fault soak on PostgreSQL: ``qs.update()`` locked its rows in the order its
+    ``UPDATE`` found them while a resync's page, holding some of them, waited for the others:
+    a deadlock (an untyped ``OperationalError``). The rows are now locked first, by primary
+    key, as the page writers lock them (SQLite has no row locks)."""
+    names = sorted(Organisation.objects.skip_cdms().values_list("name", flat=True))[:3]
+    with CaptureQueriesContext(connection) as queries:
+        write(names)
+    statements = [q["sql"] for q in queries.captured_queries if '"core_organisation"' in q["sql"]]
+    first_update = next(i for i, sql in enumerate(statements) if sql.startswith("UPDATE"))
+    locked = LOCKED.search(statements[first_update - 1])
+    assert bool(locked) == connection.features.has_select_for_update, statements
+
+
 def test_the_statement_that_locks_a_pages_rows_reads_their_etags(remote_client, synced):
     """Rows stored already, whose ETags the read knows: one statement reads their ETags again
     and locks them (PostgreSQL; SQLite has no row locks, and reads nothing again); new rows

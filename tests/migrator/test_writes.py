@@ -7,6 +7,7 @@ then rollback under the simulator's faults, ETag conflicts, lookups, signals, an
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from decimal import Decimal
 
@@ -21,6 +22,7 @@ from cdms_api.errors import (
     CDMSError,
     NotFound,
     PreconditionFailed,
+    RemoteTimeout,
     ServerError,
     TransportError,
 )
@@ -517,6 +519,30 @@ def test_create_applied_but_failed_is_found_by_its_key(crm, cdms_simulator, stat
     assert [row.pk for row in rows] == [org.pk]
     assert rows[0].employees == 9
     assert_in_step(org, records[0])
+
+
+def test_create_timed_out_is_not_sent_again_and_saving_again_adopts_it(
+    crm, cdms_simulator, settings
+):
+    """The remote still serves the POST the client stopped waiting for: the read back finds
+    no record yet, and a second POST would be acknowledged while the first may land after it
+    (after a delete of the record, bringing it back). The save fails, ambiguous; saved again
+    once the first POST has landed, it adopts that record."""
+    settings.CDMS = {**settings.CDMS, "TIMEOUT": (2.0, 0.3)}
+    cdms_simulator.add_faults(fault("POST", ACCOUNTS, action="pass", delay_ms=600))
+    org = Organisation(name="Late Ltd", employees=3)
+
+    with assertNumRemoteCalls(2) as calls, pytest.raises(RemoteTimeout) as raised:
+        org.save()
+    assert raised.value.ambiguous
+    assert requests_made(calls) == [("POST", "RemoteTimeout"), ("GET", 404)]
+    assert not Organisation.objects.skip_cdms().filter(name="Late Ltd").exists()
+
+    time.sleep(0.6)  # the first POST lands
+    org.save()
+    records = crm.find("accounts", "name", "Late Ltd")
+    assert [r["accountid"] for r in records] == [str(org.cdms_pk)]
+    assert_in_step(org, crm.get("accounts", org.cdms_pk))
 
 
 # Rollback: update --------------------------------------------------------------------------
