@@ -201,12 +201,13 @@ class Translator(RelationConditions):
             self.exact = False  # Dataverse compares text case-insensitively: a superset
         if not reads_as_stored(left):
             self.exact = False  # a converter of one's own may read a value as another (null)
+        if left.reads_null_as_default and not isinstance(node, odata.Constant):
+            self.exact = False  # a remote null is stored as the default, which may match or not
         if isinstance(node, odata.Constant | odata.IsNull):
             return node
         if negated:  # not (x eq 5) is unknown remotely where x is null: keep those records
             return node & odata.Prop(left.path).ne(None)
         if left.reads_null_as_default:  # the default a remote null reads as may match
-            self.exact = False
             return node | odata.Prop(left.path).is_null()
         return node
 

@@ -223,3 +223,19 @@ def test_records_the_loader_cannot_store_are_not_counted(crm, monkeypatch):
         assert [c.name for c in Company.objects.filter(incorporated__isnull=True)] == [
             "Counted Ltd"
         ]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [Q(headcount=0), ~Q(headcount=0), Q(headcount__gt=5), Q(headcount__isnull=True)],
+    ids=["exact", "excluded", "greater", "isnull"],
+)
+def test_a_field_storing_a_remote_null_as_its_default_is_not_counted_remotely(
+    cdms_simulator, condition
+):
+    """``Company.headcount`` holds 0 where the remote has null: the remote cannot tell which
+    records the local condition selects, so the count is the sync's."""
+    cdms_simulator.load("accounts", [{"name": "No headcount", "numberofemployees": None}])
+    expected = Company.objects.filter(condition).count()
+    assert expected == Company.objects.skip_cdms().filter(condition).count()
+    assert not [e for e in cdms_simulator.journal() if "%24count=true" in e["query"]]
