@@ -37,6 +37,7 @@ from cdms_api.errors import BulkWriteError
 from . import local
 from .batches import Kind, RemoteWrite, send
 from .sync import recheck
+from .tombstones import bury
 from .writes import remove
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def delete(action: Callable[[], T], using: str, operation: str) -> T:
     deletion = _Deletion()
     if block is not None:
         result = _run(action, deletion)
+        _bury(deletion.writes)  # with the block's local writes, rolled back with them
         for write in _children_first(deletion.writes):
             block.add(write)
         for model, keys in deletion.unlinked.items():
@@ -129,6 +131,7 @@ def delete(action: Callable[[], T], using: str, operation: str) -> T:
             if failed:
                 raise BulkWriteError(operation, [(w.target, w.error) for w in failed], [])
             if writes:
+                _bury(writes)
                 _read_unlinked(deletion)
     except _PartlyDone:
         _in_step(deletion, using)
@@ -194,7 +197,18 @@ def _in_step(deletion: _Deletion, using: str) -> None:
         with local.local_only():
             for model, keys in gone.items():
                 local.rows(model).filter(cdms_pk__in=keys).delete()
+        _bury([w for w in deletion.writes if w.done])
         _read_unlinked(deletion)
+
+
+def _bury(writes: list[RemoteWrite]) -> None:
+    """Tombstones for the records deleted: a page read before cannot bring their rows back
+    (``migrator.tombstones``). One statement per model."""
+    by_model: dict[type, dict[str, str]] = defaultdict(dict)
+    for write in writes:
+        by_model[write.model][write.key] = write.etag or ""
+    for model, etags in by_model.items():
+        bury(model, etags)
 
 
 def _read_unlinked(deletion: _Deletion) -> None:

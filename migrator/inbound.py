@@ -11,7 +11,6 @@ writes after the page, and stores what the remote returned."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from dateutil.parser import isoparse
 from django.db import models, transaction
 
 from . import local, signals
-from .loader import load
+from .loader import load, noting_writes
+from .tombstones import bury, version_of
 
-ETAG_VERSION = re.compile(r'W/"(\d+)"\Z')
 DELETE_CHUNK = 1000
 
 
@@ -59,14 +58,14 @@ def write_page(
             .values_list("cdms_pk", "cdms_etag", "cdms_modified")
         }
         fresh = {k: r for k, r in by_key.items() if not _older(r, stored.get(k))}
-        if fresh:
-            load(model, list(fresh.values()))
+        with noting_writes() as noted:
+            if fresh:
+                load(model, list(fresh.values()))
+        wrote = noted.get(model, set())  # not those unchanged, nor those deleted since read
         written = Written(stale=len(by_key) - len(fresh))
-        for key, record in fresh.items():
-            if key not in stored:
-                written.created.append(key)
-            elif stored[key][0] != record.get("@odata.etag"):
-                written.updated.append(key)
+        for key in fresh:
+            if key in wrote:
+                (written.updated if key in stored else written.created).append(key)
         _announce_saves(model, written)
         written.deleted = _delete(model, {_key(k) for k in deleted} - by_key.keys())
         _announce_page(model, written)
@@ -92,11 +91,12 @@ def _delete(model: type[models.Model], keys: set[str]) -> list[str]:
     if not keys:
         return []
     rows = local.rows(model).filter(cdms_pk__in=sorted(keys))
-    found = [str(k) for k in rows.values_list("cdms_pk", flat=True)]
+    found = {str(k): etag for k, etag in rows.values_list("cdms_pk", "cdms_etag")}
     if found:
         with local.local_only():  # the rows pointing at them, as stored: on_delete applies
             rows.delete()
-    return found
+        bury(model, found)
+    return list(found)
 
 
 def _announce_saves(model: type[models.Model], written: Written) -> None:
@@ -134,16 +134,11 @@ def _older(record: dict[str, Any], local: tuple[str, datetime | None] | None) ->
     if local is None:
         return False
     etag, modified = local
-    theirs, mine = _version(record.get("@odata.etag")), _version(etag)
+    theirs, mine = version_of(record.get("@odata.etag")), version_of(etag)
     if theirs is not None and mine is not None:
         return theirs < mine
     remote_modified = record.get("modifiedon")
     return bool(modified and remote_modified and isoparse(remote_modified) < modified)
-
-
-def _version(etag: str | None) -> int | None:
-    match = ETAG_VERSION.match(etag or "")
-    return int(match.group(1)) if match else None
 
 
 def _key(value: Any) -> str:

@@ -28,6 +28,7 @@ from . import local, remote
 from .converters import converter_for, parse_instant
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
+from .tombstones import buried
 from .upsert import stored_etags, upsert
 
 if TYPE_CHECKING:
@@ -168,6 +169,9 @@ def _write(
         if stored and connections[using].features.has_select_for_update:
             etags.update(stored_etags(model, stored, lock=True))
             stale = _stale(page.only(stale), etags)
+        # A record deleted since the page was read is not brought back (``tombstones``).
+        if gone := buried(model, {key: page.keyed[key] for key in stale}):
+            stale = [key for key in stale if key not in gone]
         changed = page.only(stale)
         values = values_of_each(mapping, changed, related)
         for (key, record), (row, unheld) in zip(changed.keyed.items(), values, strict=True):

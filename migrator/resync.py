@@ -31,14 +31,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dateutil.parser import isoparse
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
 from cdms_api.client import Page
 from cdms_api.errors import CDMSError, ChangesExpired, ChangeTrackingNotEnabled
 from cdms_api.governor import background
 
-from . import remote
+from . import remote, tombstones
 from .inbound import delete_rows, write_page
 from .locks import ResyncLock
 from .state import SyncState, forget_seen, mark_seen, unseen
@@ -108,6 +108,7 @@ def resync_held(
     except BaseException as error:
         run.failed(error)
         raise
+    tombstones.purge(router.db_for_write(model))
     state = run.state
     return Outcome(
         label,

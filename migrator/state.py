@@ -1,5 +1,5 @@
-"""``SyncState``: how far each synced model's local table is in step with the remote, and the
-keys a full read has seen so far (``SeenKey``)."""
+"""``SyncState``: how far each synced model's local table is in step with the remote, the
+keys a full read has seen so far (``SeenKey``), and the records deleted (``Tombstone``)."""
 
 from __future__ import annotations
 
@@ -135,6 +135,22 @@ class SeenKey(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["state", "key"], name="migrator_seenkey_unique")
+        ]
+
+
+class Tombstone(models.Model):
+    """A record gone from the remote whose local row was deleted, with the version its row
+    held: a page read before the deletion does not bring the row back
+    (``migrator.tombstones``)."""
+
+    entity_set = models.CharField(max_length=128)
+    key = models.UUIDField()
+    version = models.BigIntegerField()
+    buried = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entity_set", "key"], name="migrator_tombstone_unique")
         ]
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.apps import apps
-from django.db import models
+from django.db import models, transaction
 from django.db.models.expressions import Col, RawSQL
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import ExtraWhere
@@ -40,6 +40,7 @@ from .feed import catch_up, reads_changes
 from .loader import Stored, answered, key_of, load, noting_writes
 from .mapping import Mapping
 from .relations import LinkedKeys
+from .tombstones import bury
 from .translator import RemotePlan, expand_of, translate
 from .upsert import stored_etags
 
@@ -631,5 +632,9 @@ def delete_local(model: type[CDMSModel], keys: set[str]) -> None:
     """Delete the rows of records the remote no longer has. Django's collector applies
     ``on_delete`` to the local rows that point at them, reading them locally."""
     logger.info("%s: %d rows deleted remotely, deleting them locally", model.__name__, len(keys))
-    with local.local_only():
-        local.rows(model).filter(cdms_pk__in=keys).delete()
+    rows = local.rows(model).filter(cdms_pk__in=keys)
+    with transaction.atomic(using=rows.db):
+        etags = {str(key): etag for key, etag in rows.values_list("cdms_pk", "cdms_etag")}
+        with local.local_only():
+            rows.delete()
+        bury(model, etags)
