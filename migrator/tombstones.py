@@ -8,7 +8,8 @@ version is not above its tombstone's: a record created again under the same key 
 higher version, and is stored. Tombstones are written in the transaction of the local
 delete, for the records this project deleted remotely and those the remote said were gone
 (never for a row deleted locally only, whose record is still there), and are purged by each
-resync once older than ``HORIZON``."""
+resync once older than ``HORIZON``. Both statements are raw: one runs for every page a read
+writes, one for every delete."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import re
 import uuid
 from typing import Any
 
-from django.db import models, router
+from django.db import connections, models, router
 from django.utils import timezone
 
 from .state import Tombstone
+from .upsert import select_by_keys
 
 ETAG_VERSION = re.compile(r'W/"(\d+)"\Z')
 #: How long a tombstone is kept: far longer than a page's read takes to be written.
@@ -34,35 +36,53 @@ def version_of(etag: str | None) -> int | None:
 
 
 def bury(model: type[models.Model], etags: dict[str, str]) -> None:
-    """Note the records of ``etags`` (remote key -> the ETag its row held) as gone; one
+    """Note the records of ``etags`` (remote key -> the ETag its row held) as gone, in one
     statement. Rows whose ETag has no version are left out."""
-    now = timezone.now()
-    stones = [
-        Tombstone(entity_set=model.cdms.entity_set, key=key, version=version, buried=now)
-        for key, etag in etags.items()
+    connection = connections[router.db_for_write(model)]
+    key = Tombstone._meta.get_field("key")
+    now = Tombstone._meta.get_field("buried").get_db_prep_value(timezone.now(), connection)
+    rows = [
+        (model.cdms.entity_set, key.get_db_prep_value(k, connection), version, now)
+        for k, etag in etags.items()
         if (version := version_of(etag)) is not None
     ]
-    if stones:
-        Tombstone.objects.using(router.db_for_write(model)).bulk_create(
-            stones,
-            update_conflicts=True,
-            unique_fields=["entity_set", "key"],
-            update_fields=["version", "buried"],
+    if not rows:
+        return
+    table, quote = _table(connection), connection.ops.quote_name
+    marks = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (entity_set, {quote('key')}, version, buried) VALUES {marks} "
+            f"ON CONFLICT (entity_set, {quote('key')}) "
+            "DO UPDATE SET version = EXCLUDED.version, buried = EXCLUDED.buried",
+            [value for row in rows for value in row],
         )
 
 
 def buried(model: type[models.Model], records: dict[str, dict[str, Any]]) -> set[str]:
     """The keys among ``records`` (remote key -> record) whose record is not newer than its
-    tombstone: read before the row was deleted."""
-    stones = (
-        Tombstone.objects.using(router.db_for_write(model))
-        .filter(entity_set=model.cdms.entity_set, key__in=[uuid.UUID(k) for k in records])
-        .values_list("key", "version")
-    )
+    tombstone: read before its row was deleted. The table's tombstones are read whole when
+    there are fewer than records (one short statement when there are none), else by key."""
+    if not records:
+        return set()
+    connection = connections[router.db_for_write(model)]
+    table, quote = _table(connection), connection.ops.quote_name
+    head = f"SELECT {quote('key')}, version FROM {table} WHERE entity_set = %s"
+    entity_set = model.cdms.entity_set
+    with connection.cursor() as cursor:
+        cursor.execute(f"{head} LIMIT %s", [entity_set, len(records)])
+        stones = cursor.fetchall()
+    if len(stones) == len(records):  # perhaps more: those of these records
+        key = Tombstone._meta.get_field("key")
+        values = [key.get_db_prep_value(k, connection) for k in records]
+        column = (quote("key"), key)
+        stones = select_by_keys(connection, f"{head} AND", [entity_set], column, values)
+    versions = {str(uuid.UUID(str(k))): version for k, version in stones}
     return {
-        key
-        for key, version in ((str(k), v) for k, v in stones)
-        if (theirs := version_of(records[key].get("@odata.etag"))) is None or theirs <= version
+        k
+        for k, record in records.items()
+        if k in versions
+        and ((theirs := version_of(record.get("@odata.etag"))) is None or theirs <= versions[k])
     }
 
 
@@ -71,3 +91,7 @@ def purge(using: str, now: dt.datetime | None = None) -> int:
     limit = (now or timezone.now()) - HORIZON
     deleted, _ = Tombstone.objects.using(using).filter(buried__lt=limit).delete()
     return deleted
+
+
+def _table(connection: Any) -> str:
+    return connection.ops.quote_name(Tombstone._meta.db_table)

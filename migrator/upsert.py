@@ -91,33 +91,58 @@ def stored_etags(
 ) -> dict[str, str]:
     """The ETags the rows of ``keys`` hold (remote key -> ETag, for the rows stored). With
     ``lock``, on a database with row locks, the rows are also locked, in their primary key's
-    order. On PostgreSQL the keys go as one array, in one statement; elsewhere in as many
-    statements as the limit of bound parameters needs."""
+    order."""
     if not keys:
         return {}
     connection = connections[router.db_for_write(model)]
     meta, quote = model._meta, connection.ops.quote_name
     key = meta.get_field(KEY)
-    by_value = {key.get_db_prep_value(k, connection): k for k in keys}
-    values = list(by_value)
     table = quote(meta.db_table)
     column = f"{table}.{quote(key.column)}"
-    head = f"SELECT {column}, {table}.{quote(meta.get_field(ETAG).column)} FROM {table} WHERE"
-    if connection.vendor == "postgresql":
-        statements = [(f"{head} {column} = ANY(%s::{key.db_type(connection)}[])", [values])]
-    else:
-        per_statement = _rows_per_statement(connection, 1)
-        chunks = (values[i : i + per_statement] for i in range(0, len(values), per_statement))
-        statements = [(f"{head} {column} IN ({', '.join(['%s'] * len(c))})", c) for c in chunks]
+    suffix = ""
     if lock and connection.features.has_select_for_update:
-        order = f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
-        statements = [(sql + order, params) for sql, params in statements]
-    etags = {}
+        suffix = f" ORDER BY {table}.{quote(meta.pk.column)} ASC FOR UPDATE"
+    by_value = {key.get_db_prep_value(k, connection): k for k in keys}
+    rows = select_by_keys(
+        connection,
+        f"SELECT {column}, {table}.{quote(meta.get_field(ETAG).column)} FROM {table} WHERE",
+        [],
+        (column, key),
+        list(by_value),
+        suffix,
+    )
+    return {by_value[value]: etag for value, etag in rows}
+
+
+def select_by_keys(
+    connection: Any,
+    head: str,
+    params: list,
+    column: tuple[str, models.Field],
+    values: list,
+    suffix: str = "",
+) -> list[tuple]:
+    """The rows of ``head`` (``SELECT ... WHERE [conditions AND]``, with ``params``) whose
+    ``column`` (its SQL and its field) is among ``values`` (prepared for the database): on
+    PostgreSQL in one statement, the values as one array; elsewhere in as many statements as
+    the limit of bound parameters needs."""
+    sql, field = column
+    if connection.vendor == "postgresql":
+        array = f"%s::{field.db_type(connection)}[]"
+        statements = [(f"{head} {sql} = ANY({array}){suffix}", [*params, values])]
+    else:
+        per_statement = max(1, _rows_per_statement(connection, 1) - len(params))
+        chunks = (values[i : i + per_statement] for i in range(0, len(values), per_statement))
+        statements = [
+            (f"{head} {sql} IN ({', '.join(['%s'] * len(chunk))}){suffix}", [*params, *chunk])
+            for chunk in chunks
+        ]
+    rows: list[tuple] = []
     with connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
-            etags.update((by_value[value], etag) for value, etag in cursor.fetchall())
-    return etags
+        for statement, arguments in statements:
+            cursor.execute(statement, arguments)
+            rows.extend(cursor.fetchall())
+    return rows
 
 
 def _column(field: models.Field, values: list, now: dt.datetime, connection: Any) -> list:

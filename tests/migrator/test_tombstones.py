@@ -18,7 +18,7 @@ from migrator.loader import load
 from migrator.resync import resync
 from migrator.state import Tombstone
 from tests.secondapp.models import Company
-from tests.seeded import ACME
+from tests.seeded import ACME, CONTOSO
 
 ACME_KEY = demo_key(ACME)
 
@@ -34,11 +34,13 @@ def stored(model: type, key: str = ACME_KEY) -> bool:
     return model.objects.skip_cdms().filter(cdms_pk=key).exists()
 
 
-def test_a_resync_page_read_before_a_delete_does_not_bring_the_row_back(read_before):
+def test_a_resync_page_read_before_a_delete_does_not_bring_the_row_back(remote_client, read_before):
+    contoso = remote_client.get("accounts", demo_key(CONTOSO), select=Organisation.cdms.select)
     Organisation.objects.get(cdms_pk=ACME_KEY).delete()
-    written = write_page(Organisation, [read_before])
+    Organisation.objects.skip_cdms().filter(cdms_pk=demo_key(CONTOSO)).delete()
+    written = write_page(Organisation, [read_before, contoso])  # more records than tombstones
     assert not stored(Organisation)
-    assert not written.created and not written.updated
+    assert written.created == [demo_key(CONTOSO)] and not written.updated
 
 
 def test_a_reads_page_read_before_a_delete_does_not_bring_the_row_back(read_before):
