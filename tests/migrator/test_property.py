@@ -70,38 +70,34 @@ def account_records(draw) -> list[dict]:
 def stale_rows(draw) -> list[dict]:
     """Local rows cached from an older state of the remote: changed values, a wrong parent, or
     a record since deleted remotely (a key the remote does not have)."""
-    rows = []
-    for key in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=6)):
-        rows.append(
-            {
-                "cdms_pk": key,
-                "cdms_etag": 'W/"stale"',
-                "name": draw(texts),
-                "website": draw(texts),
-                "employees": draw(employees),
-                "revenue": draw(revenues),
-                "uk_based": draw(flags),
-                "founded_on": draw(days),
-                "parent": draw(st.one_of(st.none(), st.sampled_from(KEYS))),
-            }
-        )
-    return rows
+    return [
+        {
+            "cdms_pk": key,
+            "cdms_etag": 'W/"stale"',
+            **draw(row_values()),
+            "parent": draw(st.one_of(st.none(), st.sampled_from(KEYS))),
+        }
+        for key in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=6))
+    ]
 
 
 @st.composite
 def local_only_rows(draw) -> list[dict]:
     """Rows made locally (``skip_cdms``), which have no remote key."""
-    return [
-        {
-            "name": draw(texts),
-            "website": draw(texts),
-            "employees": draw(employees),
-            "revenue": draw(revenues),
-            "uk_based": draw(flags),
-            "founded_on": draw(days),
-        }
-        for _ in range(draw(st.integers(0, 2)))
-    ]
+    return [draw(row_values()) for _ in range(draw(st.integers(0, 2)))]
+
+
+@st.composite
+def row_values(draw) -> dict:
+    """A row's own values, drawn as the remote's are."""
+    return {
+        "name": draw(texts),
+        "website": draw(texts),
+        "employees": draw(employees),
+        "revenue": draw(revenues),
+        "uk_based": draw(flags),
+        "founded_on": draw(days),
+    }
 
 
 # Queries -----------------------------------------------------------------------------------------
