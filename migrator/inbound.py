@@ -14,16 +14,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from typing import Any
 
-from dateutil.parser import isoparse
 from django.db import models, transaction
 
 from . import local, signals
-from .loader import load, noting_writes
-from .tombstones import bury, version_of
+from .loader import load, noting_writes, older
+from .tombstones import bury
 
 DELETE_CHUNK = 1000
 
@@ -57,7 +55,7 @@ def write_page(
             .order_by("pk")  # the order every page writer locks rows in (``loader``)
             .values_list("cdms_pk", "cdms_etag", "cdms_modified")
         }
-        fresh = {k: r for k, r in by_key.items() if not _older(r, stored.get(k))}
+        fresh = {k: r for k, r in by_key.items() if not older(r, stored.get(k))}
         with noting_writes() as noted:
             if fresh:
                 load(model, list(fresh.values()))
@@ -127,18 +125,6 @@ def _announce_page(model: type[models.Model], written: Written) -> None:
                 deleted=written.deleted,
             )
         )
-
-
-def _older(record: dict[str, Any], local: tuple[str, datetime | None] | None) -> bool:
-    """Whether the record is an older version than the one the local row holds."""
-    if local is None:
-        return False
-    etag, modified = local
-    theirs, mine = version_of(record.get("@odata.etag")), version_of(etag)
-    if theirs is not None and mine is not None:
-        return theirs < mine
-    remote_modified = record.get("modifiedon")
-    return bool(modified and remote_modified and isoparse(remote_modified) < modified)
 
 
 def _key(value: Any) -> str:

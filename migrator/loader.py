@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from dateutil.parser import isoparse
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
@@ -28,8 +29,8 @@ from . import local, remote
 from .converters import converter_for, parse_instant
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
-from .tombstones import buried
-from .upsert import stored_etags, upsert
+from .tombstones import buried, version_of
+from .upsert import insert_new, stored_etags, upsert
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -165,10 +166,17 @@ def _write(
         # order, their primary key's, by every page writer (here and ``inbound.write_page``),
         # and new ones inserted in key order: two writers of overlapping pages wait, never
         # deadlock. The statement that locks the rows reads their ETags again.
+        # A page never writes a record older than its row holds: a row missing, or not yet
+        # committed, when ``inbound`` compared its page with the rows was not compared there.
         stored = [key for key in stale if key in etags]
         if stored and connections[using].features.has_select_for_update:
-            etags.update(stored_etags(model, stored, lock=True))
-            stale = _stale(page.only(stale), etags)
+            held = _lock(model, stored)
+            etags.update((key, etag) for key, (etag, _) in held.items())
+            stale = [
+                key
+                for key in _stale(page.only(stale), etags)
+                if key not in held or not older(page.keyed[key], held[key])
+            ]
         # A record deleted since the page was read is not brought back (``tombstones``).
         if gone := buried(model, {key: page.keyed[key] for key in stale}):
             stale = [key for key in stale if key not in gone]
@@ -182,13 +190,73 @@ def _write(
         if written:
             fields = ["cdms_etag", "cdms_modified", *(fm.field.attname for fm in mapping.fields)]
             now = timezone.now()
-            upsert(model, dict(sorted(written.items())), fields, now)
+            if connections[using].features.has_select_for_update:
+                created = _store_locked(model, page, written, set(etags), fields, now)
+            else:  # one writer at a time holds the database's lock
+                upsert(model, dict(sorted(written.items())), fields, now)
+                created = {key for key in written if key not in etags}
             _link_within(model, page, written, now)
             if (noted := _noted.get()) is not None:
                 noted.setdefault(model, set()).update(written)
-            created = sum(key not in etags for key in written)
-            transaction.on_commit(partial(count_loaded, model, created, len(written) - created))
+            transaction.on_commit(
+                partial(count_loaded, model, len(created), len(written) - len(created))
+            )
     return written
+
+
+def _store_locked(
+    model: type[CDMSModel],
+    page: Page,
+    written: dict[str, dict[str, Any]],
+    stored: set[str],
+    fields: list[str],
+    now,
+) -> set[str]:
+    """Write the rows of ``written`` (the ``stored`` ones locked already) and return the keys
+    of those created. A row missing when the page locked its rows may have been inserted by a
+    transaction not committed yet: the page, waiting for it, finds it committed, and perhaps
+    changed since by a save that stored a newer version than the page's. Such rows are not
+    overwritten blindly: they are locked and compared as ``inbound`` compares a page's rows
+    (an older record is left out of ``written``)."""
+    upsert(model, {key: written[key] for key in sorted(written) if key in stored}, fields, now)
+    new = {key: written[key] for key in sorted(written) if key not in stored}
+    created = insert_new(model, new, now)
+    if appeared := new.keys() - created:
+        held = _lock(model, appeared)
+        newer = {key for key in appeared if key in held and _newer(page.keyed[key], held[key])}
+        upsert(model, {key: written[key] for key in sorted(newer)}, fields, now)
+        for key in appeared - newer:
+            del written[key]
+    return created
+
+
+def _lock(model: type[CDMSModel], keys) -> dict[str, tuple[str, Any]]:
+    """Lock the rows of ``keys``, in primary key order (every page writer's), and read the
+    ETag and ``modifiedon`` each holds."""
+    rows = local.rows(model).select_for_update().filter(cdms_pk__in=sorted(keys)).order_by("pk")
+    return {
+        str(key): (etag, modified)
+        for key, etag, modified in rows.values_list("cdms_pk", "cdms_etag", "cdms_modified")
+    }
+
+
+def _newer(record: dict[str, Any], row: tuple[str, Any]) -> bool:
+    """Whether the record is another version than the row's, and not an older one."""
+    return record.get("@odata.etag") != row[0] and not older(record, row)
+
+
+def older(record: dict[str, Any], row: tuple[str, Any] | None) -> bool:
+    """Whether the record is an older version than the one its local row (its ETag and
+    ``modifiedon``) holds: by the version in the ETags, or, when either has none, by
+    ``modifiedon``."""
+    if row is None:
+        return False
+    etag, modified = row
+    theirs, mine = version_of(record.get("@odata.etag")), version_of(etag)
+    if theirs is not None and mine is not None:
+        return theirs < mine
+    remote_modified = record.get("modifiedon")
+    return bool(modified and remote_modified and isoparse(remote_modified) < modified)
 
 
 def _stale(page: Page, etags: dict[str, str]) -> list[str]:

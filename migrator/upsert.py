@@ -46,15 +46,35 @@ def upsert(
 ) -> None:
     """Store ``rows`` (remote key -> values by attname, ``updated`` among them), creating the
     rows missing locally and updating ``updated`` (and ``auto_now`` fields) of the others."""
+    if rows:
+        _upsert(model, rows, updated, now, OnConflict.UPDATE)
+
+
+def insert_new(
+    model: type[models.Model], rows: dict[str, dict[str, Any]], now: dt.datetime
+) -> set[str]:
+    """Insert ``rows`` as ``upsert`` creates them, leaving out those whose row exists (another
+    transaction inserted it, and committed while this one waited for it); returns the keys of
+    the rows inserted. PostgreSQL only."""
     if not rows:
-        return
+        return set()
+    return _upsert(model, rows, [], now, OnConflict.IGNORE)
+
+
+def _upsert(
+    model: type[models.Model],
+    rows: dict[str, dict[str, Any]],
+    updated: list[str],
+    now: dt.datetime,
+    on_conflict: OnConflict,
+) -> set[str]:
     connection = connections[router.db_for_write(model)]
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.auto_field and not f.generated]
     updated = {*updated, *(f.attname for f in fields if getattr(f, "auto_now", False))}
     suffix = connection.ops.on_conflict_suffix_sql(
         fields,
-        OnConflict.UPDATE,
+        on_conflict,
         [f.column for f in fields if f.attname in updated],
         [meta.get_field(KEY).column],
     )
@@ -73,8 +93,14 @@ def upsert(
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # one statement, one array per column
             arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-            cursor.execute(f"{head} SELECT * FROM unnest({arrays}) {suffix}", prepared)
-            return
+            if on_conflict is OnConflict.UPDATE:
+                cursor.execute(f"{head} SELECT * FROM unnest({arrays}) {suffix}", prepared)
+                return set(rows)
+            key = connection.ops.quote_name(meta.get_field(KEY).column)
+            cursor.execute(
+                f"{head} SELECT * FROM unnest({arrays}) {suffix} RETURNING {key}", prepared
+            )
+            return {str(inserted) for (inserted,) in cursor.fetchall()}
         by_row = list(zip(*prepared, strict=True))
         row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
         per_statement = _rows_per_statement(connection, len(fields))
@@ -84,6 +110,7 @@ def upsert(
                 f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}",
                 [value for row in chunk for value in row],
             )
+    return set(rows)
 
 
 def stored_etags(

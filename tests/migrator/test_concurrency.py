@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -148,7 +150,7 @@ def test_page_writers_lock_rows_in_one_order(remote_client, synced):
     records = list(remote_client.iter("accounts", select=Organisation.cdms.select))
     with CaptureQueriesContext(connection) as queries:
         write_page(Organisation, records)
-        load(Organisation, [{**r, "@odata.etag": 'W/"0"'} for r in reversed(records)])
+        load(Organisation, [{**r, "@odata.etag": NEWER} for r in reversed(records)])
     statements = [q["sql"] for q in queries.captured_queries if '"core_organisation"' in q["sql"]]
     writes = [i for i, sql in enumerate(statements) if sql.startswith("INSERT")]
     locks = [i for i, sql in enumerate(statements) if "FOR UPDATE" in sql]
@@ -161,6 +163,7 @@ def test_page_writers_lock_rows_in_one_order(remote_client, synced):
         assert locks == []
 
 
+NEWER = 'W/"999999999"'  # a version the remote has not reached: a record to write
 LOCKED = re.compile(r'ORDER BY ("core_organisation"\."id"|1) ASC FOR UPDATE\s*$')
 
 
@@ -198,7 +201,7 @@ def test_the_statement_that_locks_a_pages_rows_reads_their_etags(remote_client, 
     etags = dict(Organisation.objects.skip_cdms().values_list("cdms_pk", "cdms_etag"))
     stored = Stored({str(key): etag for key, etag in etags.items()})
     with CaptureQueriesContext(connection) as changed:
-        load(Organisation, [{**r, "@odata.etag": 'W/"0"'} for r in records], stored=stored)
+        load(Organisation, [{**r, "@odata.etag": NEWER} for r in records], stored=stored)
     Organisation.objects.skip_cdms().all().delete()
     with CaptureQueriesContext(connection) as new:
         load(Organisation, records)
@@ -214,3 +217,87 @@ def etag_reads(captured: CaptureQueriesContext) -> list[str]:
         for q in captured.captured_queries
         if q["sql"].startswith("SELECT") and '"cdms_etag"' in q["sql"].split(" FROM ")[0]
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_never_overwrites_a_row_stored_while_it_waited(remote_client):
+    """Found by the fault soak on PostgreSQL: a page compared its records with the rows it
+    locked, but a row inserted by a transaction not yet committed was not there to lock. The
+    page, waiting for that transaction at an earlier row, then found a later row stored
+    meanwhile by a save (a newer version) and wrote its older record over it: reads answered
+    a value the remote no longer held."""
+    if not connection.features.has_select_for_update:
+        pytest.skip("SQLite has no row locks: one writer at a time holds the database's")
+    first, later = uuid.UUID(int=1), uuid.UUID(int=2)  # the page writes them in this order
+    for key in (first, later):
+        remote_client.create("accounts", {"name": f"Paged {key.int}"}, key=key)
+    page = list(remote_client.records("accounts", [first, later], Organisation.cdms.select))
+    newer = remote_client.update("accounts", later, {"numberofemployees": 2})
+    inserted, commit = threading.Event(), threading.Event()
+
+    def create_uncommitted() -> None:  # a create whose save has not committed yet
+        with transaction.atomic():
+            Organisation.objects.skip_cdms().create(name="Paged 1", cdms_pk=first)
+            inserted.set()
+            commit.wait(10)
+
+    def write_the_page() -> None:
+        inserted.wait(10)
+        write_page(Organisation, page)
+
+    threads = [in_thread(create_uncommitted), in_thread(write_the_page)]
+    until(waiting_for_a_lock)  # the page waits for the first row
+    load(Organisation, [newer])  # the later row stored as a save stores it: the newer version
+    commit.set()
+    for thread in threads:
+        thread.join(10)
+    row = Organisation.objects.skip_cdms().get(cdms_pk=later)
+    assert (row.employees, row.cdms_etag) == (2, newer["@odata.etag"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_never_writes_a_record_older_than_the_row(remote_client):
+    """The soak's case on PostgreSQL: a resync's page compared its records with the rows it
+    could lock, and a row a save had inserted but not committed was not among them. Once
+    committed, and changed by a later save, the row was written over with the page's older
+    record. Every page writer now compares versions with the rows it locks."""
+    if not connection.features.has_select_for_update:
+        pytest.skip("SQLite has no row locks: the page's comparison holds the database's")
+    key = remote_client.create("accounts", {"name": "Compared Ltd", "numberofemployees": 1})[
+        "accountid"
+    ]
+    read_before = remote_client.get("accounts", key, select=Organisation.cdms.select)
+    load(Organisation, [remote_client.update("accounts", key, {"numberofemployees": 2})])
+    load(Organisation, [read_before])
+    assert Organisation.objects.skip_cdms().get(cdms_pk=key).employees == 2
+
+
+def in_thread(call: Callable[[], Any]) -> threading.Thread:
+    """``call`` started in a thread of its own, with a database connection of its own."""
+
+    def run() -> None:
+        try:
+            call()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{condition.__name__}: never"
+        time.sleep(0.02)
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether another connection of the test's database waits for a row lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
