@@ -168,9 +168,11 @@ def _write(
         # deadlock. The statement that locks the rows reads their ETags again.
         # A page never writes a record older than its row holds: a row missing, or not yet
         # committed, when ``inbound`` compared its page with the rows was not compared there.
-        stored = [key for key in stale if key in etags]
-        if stored and connections[using].features.has_select_for_update:
-            held = _lock(model, stored)
+        # Without row locks (SQLite) the transaction holds the database's own: every row of
+        # the page is read again, and none can be written meanwhile.
+        locks = connections[using].features.has_select_for_update
+        if compared := [key for key in stale if key in etags] if locks else stale:
+            held = _lock(model, compared)
             etags.update((key, etag) for key, (etag, _) in held.items())
             stale = [
                 key
