@@ -234,12 +234,13 @@ def _store_locked(
 
 def _lock(model: type[CDMSModel], keys) -> dict[str, tuple[str, Any]]:
     """Lock the rows of ``keys``, in primary key order (every page writer's), and read the
-    ETag and ``modifiedon`` each holds."""
-    rows = local.rows(model).select_for_update().filter(cdms_pk__in=sorted(keys)).order_by("pk")
-    return {
-        str(key): (etag, modified)
-        for key, etag, modified in rows.values_list("cdms_pk", "cdms_etag", "cdms_modified")
-    }
+    ETag each holds, in one raw statement; and ``modifiedon`` where the ETag has no version
+    to compare (``older``)."""
+    etags = stored_etags(model, sorted(keys), lock=True)
+    unversioned = [key for key, etag in etags.items() if version_of(etag) is None]
+    rows = local.rows(model).filter(cdms_pk__in=unversioned)
+    modified = {str(k): m for k, m in rows.values_list("cdms_pk", "cdms_modified")}
+    return {key: (etag, modified.get(key)) for key, etag in etags.items()}
 
 
 def _newer(record: dict[str, Any], row: tuple[str, Any]) -> bool:
