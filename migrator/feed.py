@@ -78,7 +78,7 @@ def catch_up(model: type[models.Model]) -> None:
                 label,
             )
             progress = functools.partial(_log_progress, label)
-        resync_held(model, progress=progress)
+        resync_held(model, progress=progress, state=state)
         _note_check(label, checked)
 
 

@@ -8,6 +8,9 @@
 - **Incremental**: the stored delta link is followed; the records changed and the keys
   deleted are written with the new link in the same transaction, so a crash neither skips
   nor repeats a change. A link the remote says has expired starts a full resync by itself.
+  A run whose first answer is its last and holds no change (the usual case, and each read of
+  a model whose reads follow the change feed) writes its state once: no ``RUNNING`` status
+  or checkpoint is kept for a one-request run.
 - **Without change tracking** (the remote says the table has none): records are read by a
   ``modifiedon`` watermark, less ``CDMS["WATERMARK_OVERLAP_S"]`` (120 s) for writes that
   committed late; deleted records are found by a keys-only sweep every
@@ -23,6 +26,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -95,21 +99,26 @@ def resync(model: type[CDMSModel], full: bool = False, progress: Progress | None
 
 
 def resync_held(
-    model: type[CDMSModel], full: bool = False, progress: Progress | None = None
+    model: type[CDMSModel],
+    full: bool = False,
+    progress: Progress | None = None,
+    state: SyncState | None = None,
 ) -> Outcome:
-    """``resync`` for a caller that holds the model's ``ResyncLock``."""
+    """``resync`` for a caller that holds the model's ``ResyncLock`` (and has read its
+    ``state``, if given)."""
     label = model._meta.label
     started = time.monotonic()
-    if partitioned := SyncState.of(model).partitioned_run():
+    state = state or SyncState.of(model)
+    if partitioned := state.partitioned_run():
         return Outcome(label, ran=False, note=partitioned)  # its tasks will end it
-    run = Run(model, progress)
+    run = Run(model, progress, state)
     try:
-        run.go(full)
+        quiet = run.go(full)
     except BaseException as error:
         run.failed(error)
         raise
-    tombstones.purge(router.db_for_write(model))
-    state = run.state
+    if not quiet:  # tombstones are buried by writes: a run that wrote nothing leaves them
+        tombstones.purge(router.db_for_write(model))
     return Outcome(
         label,
         kinds=tuple(run.kinds),
@@ -122,19 +131,27 @@ def resync_held(
 
 
 class Run:
-    def __init__(self, model: type[CDMSModel], progress: Progress | None):
+    def __init__(
+        self, model: type[CDMSModel], progress: Progress | None, state: SyncState | None = None
+    ):
         self.model, self.label = model, model._meta.label
         self.mapping = model.cdms
         self.client = remote.client()
-        self.state = SyncState.of(model)
+        self.state = state or SyncState.of(model)
         self.progress = progress
         self.kinds: list[str] = []
         self._total: int | None = None
 
     # what to run -----------------------------------------------------------------------------
-    def go(self, full: bool) -> None:
+    def go(self, full: bool) -> bool:
+        """Run what is due; True when it was an incremental run that found nothing."""
         state = self.state
         resumed = state.phase
+        pages = None
+        if not (resumed or full) and (state.delta_link or state.watermark):
+            pages = self.first_incremental_page()
+            if pages is None:
+                return True
         if not resumed:
             state.created = state.updated = state.deleted = 0
             state.note = ""
@@ -156,9 +173,33 @@ class Run:
         if resumed != Phase.FULL and (full or not (state.delta_link or state.watermark)):
             self.full()
         elif not resumed:
-            self.incremental()
+            self.incremental(pages)
         state.status = Status.OK
         state.save()
+        return False
+
+    def first_incremental_page(self) -> Iterator[Page] | None:
+        """The incremental read, its first page read: None when that page is the last and
+        holds no change (the run's outcome and the new link then saved, in one statement),
+        else the read's pages from the first. A read the remote refuses (no change tracking,
+        an expired link) is left to ``read_incremental``, which knows what to do then."""
+        pages = self.incremental_pages()
+        try:
+            first = next(pages, None)
+        except (ChangeTrackingNotEnabled, ChangesExpired) as refused:
+            return _raising(refused)
+        if first is None:
+            return pages
+        quiet = not (first.records or first.deleted or first.next_link)
+        if not quiet or (self.state.mode == Mode.WATERMARK and self.sweep_due()):
+            return itertools.chain([first], pages)
+        state = self.state
+        self.kinds.append("incremental")
+        state.created = state.updated = state.deleted = state.records_done = 0
+        state.note, state.status, state.last_error = "", Status.OK, ""
+        self.incremental_complete(first)
+        state.save()
+        return None
 
     def full(self, note: str = "", tracked: bool = True) -> None:
         """A full resync, by change tracking unless the remote said the table has none."""
@@ -169,9 +210,9 @@ class Run:
         self.begin(Phase.FULL)
         self.read_full()
 
-    def incremental(self) -> None:
+    def incremental(self, pages: Iterator[Page] | None = None) -> None:
         self.begin(Phase.INCREMENTAL)
-        self.read_incremental()
+        self.read_incremental(pages)
 
     def sweep(self) -> None:
         self.begin(Phase.SWEEP)
@@ -225,22 +266,26 @@ class Run:
         state.last_full_at = timezone.now()
         self.end()
 
-    def read_incremental(self) -> None:
+    def incremental_pages(self) -> Iterator[Page]:
+        state = self.state
+        if state.mode == Mode.CHANGES:
+            return self.client.change_pages(
+                self.mapping.entity_set, link=state.checkpoint or state.delta_link
+            )
+        overlap = timedelta(seconds=remote.setting("WATERMARK_OVERLAP_S", 120))
+        return self.client.modified_pages(
+            self.mapping.entity_set,
+            since=state.watermark - overlap,
+            select=self.mapping.select,
+            link=state.checkpoint or None,
+        )
+
+    def read_incremental(self, pages: Iterator[Page] | None = None) -> None:
+        """Follow the incremental read (``pages``: its pages, when a first one was read)."""
         state = self.state
         self.kinds.append("incremental")
         try:
-            if state.mode == Mode.CHANGES:
-                pages = self.client.change_pages(
-                    self.mapping.entity_set, link=state.checkpoint or state.delta_link
-                )
-            else:
-                overlap = timedelta(seconds=remote.setting("WATERMARK_OVERLAP_S", 120))
-                pages = self.client.modified_pages(
-                    self.mapping.entity_set,
-                    since=state.watermark - overlap,
-                    select=self.mapping.select,
-                    link=state.checkpoint or None,
-                )
+            pages = pages or self.incremental_pages()
             self.consume(pages, seen=False, last=self.incremental_complete)
         except ChangeTrackingNotEnabled:
             self.kinds.pop()
@@ -363,6 +408,13 @@ class Run:
             with contextlib.suppress(CDMSError):
                 self._total = self.client.total_record_counts(key[:-2]).get(key[:-2])
         return self._total
+
+
+def _raising(error: Exception) -> Iterator[Page]:
+    """Pages that raise ``error`` when read: a read refused on its first page, handed to
+    the code that handles the refusal."""
+    raise error
+    yield
 
 
 def resync_all(full: bool = False, progress: Progress | None = None) -> Iterable[Outcome]:

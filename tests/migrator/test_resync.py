@@ -5,7 +5,9 @@ broker and worker, are in ``test_tasks.py``."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.db.models.signals import post_delete, post_save
+from django.test.utils import CaptureQueriesContext
 
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
@@ -64,6 +66,38 @@ def test_a_full_resync_fills_the_table_page_by_page_and_keeps_the_delta_link(
         again = resync(Organisation)
     assert again.kinds == ("incremental",)
     assert (again.created, again.updated, again.deleted) == (0, 0, 0)
+
+
+def test_an_incremental_resync_that_finds_nothing_writes_its_state_once(remote_client):
+    """One request answered with no change: the new delta link and the run's outcome in one
+    UPDATE, nothing else written locally (no RUNNING status, no checkpoint, no purge)."""
+    resync(Organisation)
+    before = SyncState.objects.get(model="core.Organisation")
+    with assertNumRemoteCalls(1), CaptureQueriesContext(connection) as captured:
+        outcome = resync(Organisation)
+    assert outcome.kinds == ("incremental",)
+    assert (outcome.created, outcome.updated, outcome.deleted) == (0, 0, 0)
+    writes = [q["sql"] for q in captured if not q["sql"].lstrip().upper().startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "migrator_syncstate"'), writes
+    state = SyncState.objects.get(model="core.Organisation")
+    assert (state.status, state.phase, state.checkpoint, state.last_error) == ("ok", "", "", "")
+    assert "$deltatoken=" in state.delta_link
+    assert state.last_incremental_at > before.last_full_at
+    assert (state.created, state.updated, state.deleted, state.records_done) == (0, 0, 0, 0)
+
+
+def test_an_incremental_resync_writes_the_page_it_read_to_see_what_changed(
+    cdms_simulator, remote_client
+):
+    """The first page, read to see whether anything changed, is written, not read again."""
+    resync(Organisation)
+    load(cdms_simulator, "accounts", accounts(15, prefix="Later"))
+    with assertNumRemoteCalls(1):
+        outcome = resync(Organisation)
+    assert outcome.kinds == ("incremental",) and outcome.created == 15
+    assert local_state(Organisation) == remote_state(remote_client, "accounts")
+    state = SyncState.objects.get(model="core.Organisation")
+    assert (state.status, state.phase, state.checkpoint) == ("ok", "", "")
 
 
 def test_a_full_resync_deletes_the_rows_whose_record_is_gone_and_only_those(remote_client):
