@@ -84,7 +84,10 @@ class SyncState(models.Model):
 
     def partitioned_run(self) -> str | None:
         """What a partitioned full resync in progress has left (``migrator.partitions``),
-        or None when none is."""
+        or None when none is. Its ranges are planned in a full run's phase, kept until it
+        ends: with no run in progress, there are none to read."""
+        if not self.phase:
+            return None
         ranges = list(self.partitions.values_list("done", flat=True))
         if not ranges:
             return None

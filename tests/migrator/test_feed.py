@@ -9,8 +9,9 @@ import threading
 import time
 
 import pytest
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import Count, Sum
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,17 @@ def test_the_first_read_fills_the_table_and_says_so(feed, caplog):
 def test_a_read_with_nothing_changed_is_one_request(filled):
     with assertNumRemoteCalls(1):
         assert names(orgs.filter(name__startswith="Acme")) == {ACME, WIDGETS}
+
+
+def test_a_read_with_nothing_changed_writes_only_the_feed_s_new_link(filled):
+    """Nothing changed: the model's state read and its new delta link written, then the
+    query itself; no other local statement."""
+    with assertNumRemoteCalls(1), CaptureQueriesContext(connection) as captured:
+        assert orgs.filter(name__startswith="Acme").first().name in {ACME, WIDGETS}
+    statements = [q["sql"] for q in captured]
+    assert len(statements) == 3, statements  # the state, its new link, the query
+    writes = [sql for sql in statements if not sql.lstrip().upper().startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "migrator_syncstate"'), writes
 
 
 def test_remote_changes_are_applied_before_the_read(crm, filled):
