@@ -91,13 +91,10 @@ def _key(label: str) -> str:
     return f"{remote.setting('LOCK_PREFIX', 'cdms:resync:')}checked:{label}"
 
 
-_redis = functools.lru_cache(maxsize=8)(redis_client)
-
-
 def _last_check(label: str) -> float:
     if lock_url() == MEMORY:
         return _checked_here.get(_key(label), 0.0)
-    value = _redis(lock_url()).get(_key(label))
+    value = redis_client(lock_url()).get(_key(label))
     checked = float(value) if value else 0.0
     _checked_here[_key(label)] = max(_checked_here.get(_key(label), 0.0), checked)
     return checked
@@ -105,5 +102,5 @@ def _last_check(label: str) -> float:
 
 def _note_check(label: str, checked: float) -> None:
     if lock_url() != MEMORY:
-        _redis(lock_url()).set(_key(label), repr(checked))
+        redis_client(lock_url()).set(_key(label), repr(checked))
     _checked_here[_key(label)] = checked

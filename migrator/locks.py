@@ -11,6 +11,7 @@ they are nothing to other processes."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from types import TracebackType
@@ -45,8 +46,11 @@ def lock_url() -> str:
     return url
 
 
+@functools.lru_cache(maxsize=8)
 def redis_client(url: str) -> redis.Redis:
-    """A client of the Redis at ``url``, or ``MissingExtra`` when the package is not installed."""
+    """The client of the Redis at ``url`` (one per process: its pool keeps the connections
+    open from one lock to the next, and makes new ones in a forked child), or
+    ``MissingExtra`` when the package is not installed."""
     if redis is None:
         raise MissingExtra("Locks and shared checks in Redis", "redis", "redis")
     return redis.Redis.from_url(url)
@@ -60,18 +64,18 @@ class ResyncLock:
         ttl = float(setting("RESYNC_LOCK_TTL_S", DEFAULT_TTL_S))
         prefix = setting("LOCK_PREFIX", "cdms:resync:")
         if lock_url() == MEMORY:
-            self._redis, self._lock = None, _ProcessLock(prefix + name)
+            self._lock = _ProcessLock(prefix + name)
         else:
-            self._redis = redis_client(lock_url())
             # not thread-local: the renewing thread needs the token too
-            self._lock = self._redis.lock(prefix + name, timeout=ttl, thread_local=False)
+            self._lock = redis_client(lock_url()).lock(
+                prefix + name, timeout=ttl, thread_local=False
+            )
         self._every, self._wait_s = ttl / 3, wait_s
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> bool:
         if not self._lock.acquire(blocking=self._wait_s > 0, blocking_timeout=self._wait_s):
-            self._close()
             return False
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="cdms-lock")
         self._renewer.start()
@@ -97,11 +101,6 @@ class ResyncLock:
         self._renewer.join()
         with contextlib.suppress(LockError):  # lost, and said so
             self._lock.release()
-        self._close()
-
-    def _close(self) -> None:
-        if self._redis is not None:
-            self._redis.close()
 
 
 class _ProcessLock:

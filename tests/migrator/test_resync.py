@@ -5,6 +5,7 @@ broker and worker, are in ``test_tasks.py``."""
 from __future__ import annotations
 
 import pytest
+import redis
 from django.db import connection
 from django.db.models.signals import post_delete, post_save
 from django.test.utils import CaptureQueriesContext
@@ -171,6 +172,25 @@ def test_a_locked_resync_returns_at_once_saying_so():
         outcome = resync(Organisation)
     assert not outcome.ran and "running already" in str(outcome)
     assert not SyncState.objects.filter(model="core.Organisation").exists()
+
+
+def test_locks_keep_their_redis_connection_from_one_to_the_next(monkeypatch):
+    """Every resync and changes-backed read takes a lock: they share one connection pool,
+    which opens no connection for a lock taken after another was released."""
+    with ResyncLock("core.Organisation") as held:
+        assert held
+    made = []
+    make_connection = redis.ConnectionPool.make_connection
+
+    def counted(pool):
+        made.append(pool)
+        return make_connection(pool)
+
+    monkeypatch.setattr(redis.ConnectionPool, "make_connection", counted)
+    for _ in range(3):
+        with ResyncLock("core.Organisation") as held:
+            assert held
+    assert not made
 
 
 def test_inbound_writes_fire_post_save_post_delete_and_records_synced(
