@@ -59,11 +59,12 @@ class Store:
                     + [f'"{p.type_column}" TEXT' for p in entity_set.lookups if p.polymorphic]
                 )
                 self.db.execute(f'CREATE TABLE IF NOT EXISTS "{entity_set.name}" ({columns})')
-                # a deleted record's links are cleared by lookup value: no scan of the table
-                for lookup in entity_set.lookups:
+                # a deleted record's links are cleared by lookup value, a delta link reads the
+                # rows changed since its version: no scan of the table for either
+                for column in [*(lookup.column for lookup in entity_set.lookups), "versionnumber"]:
                     self.db.execute(
-                        f'CREATE INDEX IF NOT EXISTS "{entity_set.name}_{lookup.column}" '
-                        f'ON "{entity_set.name}" ("{lookup.column}")'
+                        f'CREATE INDEX IF NOT EXISTS "{entity_set.name}_{column}" '
+                        f'ON "{entity_set.name}" ("{column}")'
                     )
 
     @contextmanager
