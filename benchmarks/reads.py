@@ -11,6 +11,10 @@ ratio measured in the same run, on the database ``DATABASE_URL`` names.
   with the matches.
 - ``count()``: by hand, one ``$count`` request.
 - ``get(pk=...)`` warm, the record unchanged: by hand, one keyed GET.
+- ``first()`` of the same queryset with reads backed by the change feed (``CDMS["READS"] =
+  "changes"``; the table filled first, untimed): by hand as for ``first()`` above. Filtered
+  reads cannot serve an unordered ``first()`` with a few records (it orders by the local
+  primary key), the change feed can.
 
 Only the public API is used (the example models, ``skip_cdms()``), so that the figures stay
 comparable while the sync engine changes underneath.
@@ -22,8 +26,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
+from django.test import override_settings
 
 from core.models import Organisation
 
@@ -115,6 +121,7 @@ def run(env: Environment, plan: Plan) -> list[Comparison]:
         group.sync()
         figures += small_reads(env, plan, hand, group)
     figures.append(get_by_key(env, plan, hand, groups[0]))
+    figures += first_from_the_feed(env, plan, hand, groups)
     return figures
 
 
@@ -189,3 +196,27 @@ def get_by_key(env: Environment, plan: Plan, hand: ByHand, group: Group) -> Comp
         Reader("by hand", baseline, per=len(keys)),
     ]
     return compare(BENCHMARK, "get(pk=...), per call", group.size, readers, plan.runs, env.journal)
+
+
+def first_from_the_feed(
+    env: Environment, plan: Plan, hand: ByHand, groups: list[Group]
+) -> list[Comparison]:
+    """Unordered ``first()`` with reads backed by the change feed, after the table is filled
+    (one untimed read): each read applies the changes since the last (none) and answers
+    locally."""
+    figures = []
+    with override_settings(CDMS={**settings.CDMS, "READS": "changes"}):
+        Organisation.objects.exists()  # fills the table: a full resync
+        for group in groups:
+
+            def baseline(group=group) -> Any:
+                by_hand.upsert(hand.read_top(group.filter, 1))
+                return group.queryset().skip_cdms().first()
+
+            readers = [
+                Reader("ORM", lambda group=group: group.queryset().first()),
+                Reader("by hand", baseline),
+            ]
+            case = "first(), reads = 'changes'"
+            figures.append(compare(BENCHMARK, case, group.size, readers, plan.runs, env.journal))
+    return figures

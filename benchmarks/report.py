@@ -105,8 +105,9 @@ def growth(figures: list[Comparison], out: TextIO) -> None:
         present = [size for size in sizes if size in by_size]
         counts = [by_size[size].subject.counts for size in present]
         cells = "".join(f"{f'{c.requests} / {c.records:,}':>16}" for c in counts)
-        grew = counts[-1].records / counts[0].records if counts[0].records else float("nan")
-        print(f"{case:<46}{cells}  {grew:.1f}x ({present[-1] / present[0]:.0f}x)", file=out)
+        first, last = counts[0].records, counts[-1].records
+        grew = f"{last / first:.1f}x" if first else "none" if not last else "from none"
+        print(f"{case:<46}{cells}  {grew} ({present[-1] / present[0]:.0f}x)", file=out)
 
 
 def _by_case(figures: Iterable[Comparison]) -> dict[str, dict[int, Comparison]]:
