@@ -30,7 +30,7 @@ from .converters import converter_for, parse_instant
 from .mapping import FieldMap, Mapping
 from .metrics import count_loaded
 from .tombstones import buried, version_of
-from .upsert import insert_new, stored_etags, upsert
+from .upsert import insert_new, returns_inserted_keys, stored_etags, upsert
 
 if TYPE_CHECKING:
     from .models import CDMSModel
@@ -168,10 +168,12 @@ def _write(
         # deadlock. The statement that locks the rows reads their ETags again.
         # A page never writes a record older than its row holds: a row missing, or not yet
         # committed, when ``inbound`` compared its page with the rows was not compared there.
-        # Without row locks (SQLite) the transaction holds the database's own: every row of
-        # the page is read again, and none can be written meanwhile.
-        locks = connections[using].features.has_select_for_update
-        if compared := [key for key in stale if key in etags] if locks else stale:
+        # Without row locks (SQLite) the transaction holds the database's own, and none can
+        # be written meanwhile. The rows stored are read again; those of new records are
+        # inserted unless they appeared since (``_store_locked``), or, where the database
+        # cannot tell which it inserted, read again too.
+        returning = returns_inserted_keys(connections[using])
+        if compared := [key for key in stale if key in etags] if returning else stale:
             held = _lock(model, compared)
             etags.update((key, etag) for key, (etag, _) in held.items())
             stale = [
@@ -192,9 +194,9 @@ def _write(
         if written:
             fields = ["cdms_etag", "cdms_modified", *(fm.field.attname for fm in mapping.fields)]
             now = timezone.now()
-            if connections[using].features.has_select_for_update:
+            if returning:
                 created = _store_locked(model, page, written, set(etags), fields, now)
-            else:  # one writer at a time holds the database's lock
+            else:  # every row of the page was compared under the lock
                 upsert(model, dict(sorted(written.items())), fields, now)
                 created = {key for key in written if key not in etags}
             _link_within(model, page, written, now)

@@ -55,7 +55,8 @@ def insert_new(
 ) -> set[str]:
     """Insert ``rows`` as ``upsert`` creates them, leaving out those whose row exists (another
     transaction inserted it, and committed while this one waited for it); returns the keys of
-    the rows inserted. PostgreSQL only."""
+    the rows inserted. Databases that return rows from a bulk insert only
+    (``returns_inserted_keys``)."""
     if not rows:
         return set()
     return _upsert(model, rows, [], now, OnConflict.IGNORE)
@@ -72,12 +73,14 @@ def _upsert(
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.auto_field and not f.generated]
     updated = {*updated, *(f.attname for f in fields if getattr(f, "auto_now", False))}
-    suffix = connection.ops.on_conflict_suffix_sql(
-        fields,
-        on_conflict,
-        [f.column for f in fields if f.attname in updated],
-        [meta.get_field(KEY).column],
-    )
+    column = meta.get_field(KEY).column
+    key = connection.ops.quote_name(column)
+    if on_conflict is OnConflict.IGNORE:  # a row of the key only: any other error is raised
+        suffix = f"ON CONFLICT ({key}) DO NOTHING"
+    else:
+        suffix = connection.ops.on_conflict_suffix_sql(
+            fields, on_conflict, [f.column for f in fields if f.attname in updated], [column]
+        )
     keys, values = list(rows), list(rows.values())
     prepared = [  # one list per column
         _column(
@@ -96,7 +99,6 @@ def _upsert(
             if on_conflict is OnConflict.UPDATE:
                 cursor.execute(f"{head} SELECT * FROM unnest({arrays}) {suffix}", prepared)
                 return set(rows)
-            key = connection.ops.quote_name(meta.get_field(KEY).column)
             cursor.execute(
                 f"{head} SELECT * FROM unnest({arrays}) {suffix} RETURNING {key}", prepared
             )
@@ -104,13 +106,26 @@ def _upsert(
         by_row = list(zip(*prepared, strict=True))
         row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
         per_statement = _rows_per_statement(connection, len(fields))
+        returning, inserted = "", set(rows)
+        if on_conflict is OnConflict.IGNORE:  # the keys of the rows inserted, as prepared
+            returning = f" RETURNING {key}"
+            by_value = dict(zip(prepared[fields.index(meta.get_field(KEY))], keys, strict=True))
+            inserted = set()
         for start in range(0, len(by_row), per_statement):
             chunk = by_row[start : start + per_statement]
             cursor.execute(
-                f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}",
+                f"{head} VALUES {', '.join([row_marks] * len(chunk))} {suffix}{returning}",
                 [value for row in chunk for value in row],
             )
-    return set(rows)
+            if returning:
+                inserted.update(by_value[value] for (value,) in cursor.fetchall())
+    return inserted
+
+
+def returns_inserted_keys(connection: Any) -> bool:
+    """Whether ``insert_new`` can tell the rows it inserted (``RETURNING``: PostgreSQL,
+    SQLite 3.35 and later)."""
+    return connection.features.can_return_rows_from_bulk_insert
 
 
 def stored_etags(
