@@ -123,9 +123,12 @@ def _upsert(
 
 
 def returns_inserted_keys(connection: Any) -> bool:
-    """Whether ``insert_new`` can tell the rows it inserted (``RETURNING``: PostgreSQL,
-    SQLite 3.35 and later)."""
-    return connection.features.can_return_rows_from_bulk_insert
+    """Whether ``insert_new`` can run here and tell the rows it inserted: ``ON CONFLICT
+    (cdms_pk)`` and ``RETURNING`` (PostgreSQL, SQLite 3.35 and later)."""
+    features = connection.features
+    return features.supports_update_conflicts_with_target and (
+        features.can_return_rows_from_bulk_insert
+    )
 
 
 def stored_etags(
