@@ -217,9 +217,10 @@ def _store_locked(
     now,
 ) -> set[str]:
     """Write the rows of ``written`` (the ``stored`` ones locked already) and return the keys
-    of those created. A row missing when the page locked its rows may have been inserted by a
-    transaction not committed yet: the page, waiting for it, finds it committed, and perhaps
-    changed since by a save that stored a newer version than the page's. Such rows are not
+    of those created. A row missing when the page read its rows' ETags may have been inserted
+    since, or (PostgreSQL) by a transaction not committed yet, which the page waits for: it
+    finds the row committed, and perhaps changed since by a save that stored a newer version
+    than the page's. Such rows are not
     overwritten blindly: they are locked and compared as ``inbound`` compares a page's rows
     (an older record is left out of ``written``)."""
     upsert(model, {key: written[key] for key in sorted(written) if key in stored}, fields, now)

@@ -117,7 +117,7 @@ def resync_held(
     except BaseException as error:
         run.failed(error)
         raise
-    if not quiet:  # tombstones are buried by writes: a run that wrote nothing leaves them
+    if not quiet:  # a run that found nothing writes nothing: the next one purges
         tombstones.purge(router.db_for_write(model))
     return Outcome(
         label,

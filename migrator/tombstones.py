@@ -7,8 +7,9 @@ found the record gone. The page writer (``loader``) therefore leaves out every r
 version is not above its tombstone's: a record created again under the same key has a
 higher version, and is stored. Tombstones are written in the transaction of the local
 delete, for the records this project deleted remotely and those the remote said were gone
-(never for a row deleted locally only, whose record is still there), and are purged by each
-resync once older than ``HORIZON``. Both statements are raw: one runs for every page a read
+(never for a row deleted locally only, whose record is still there), and are purged once
+older than ``HORIZON`` by each resync that writes something (one that finds nothing writes
+nothing, not even that). Both statements are raw: one runs for every page a read
 writes, one for every delete."""
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ connection's cursor: what ``bulk_create(update_conflicts=True)`` stores, without
 instances, and without Django's insert compiler preparing every value again per statement
 (the ETags the rows hold read first, by ``stored_etags``). On PostgreSQL the values go as
 one array per column (``unnest``); elsewhere as a multi-row ``VALUES`` of as many rows as the
-bound parameters allow.
+bound parameters allow. ``insert_new`` is the same insert with ``ON CONFLICT (cdms_pk) DO
+NOTHING``, returning the keys of the rows it inserted.
 
 Every value is stored exactly as Django stores it: through its field's ``get_db_prep_save``,
 but for the values that Django would store as they are (``AS_THEY_ARE``). A new row takes
@@ -54,9 +55,9 @@ def insert_new(
     model: type[models.Model], rows: dict[str, dict[str, Any]], now: dt.datetime
 ) -> set[str]:
     """Insert ``rows`` as ``upsert`` creates them, leaving out those whose row exists (another
-    transaction inserted it, and committed while this one waited for it); returns the keys of
-    the rows inserted. Databases that return rows from a bulk insert only
-    (``returns_inserted_keys``)."""
+    transaction inserted it since the caller looked: on PostgreSQL one that committed while
+    this one waited for it, on SQLite one that committed before this one took the database's
+    lock); returns the keys of the rows inserted. Where ``returns_inserted_keys`` only."""
     if not rows:
         return set()
     return _upsert(model, rows, [], now, OnConflict.IGNORE)
@@ -91,6 +92,9 @@ def _upsert(
         )
         for field in fields
     ]
+    by_value = {}  # the keys of the rows ``insert_new`` inserts, by their prepared value
+    if on_conflict is OnConflict.IGNORE:
+        by_value = dict(zip(prepared[fields.index(meta.get_field(KEY))], keys, strict=True))
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     head = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns})"
     with connection.cursor() as cursor:
@@ -102,15 +106,12 @@ def _upsert(
             cursor.execute(
                 f"{head} SELECT * FROM unnest({arrays}) {suffix} RETURNING {key}", prepared
             )
-            return {str(inserted) for (inserted,) in cursor.fetchall()}
+            return {by_value[value] for (value,) in cursor.fetchall()}
         by_row = list(zip(*prepared, strict=True))
         row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
         per_statement = _rows_per_statement(connection, len(fields))
-        returning, inserted = "", set(rows)
-        if on_conflict is OnConflict.IGNORE:  # the keys of the rows inserted, as prepared
-            returning = f" RETURNING {key}"
-            by_value = dict(zip(prepared[fields.index(meta.get_field(KEY))], keys, strict=True))
-            inserted = set()
+        returning = f" RETURNING {key}" if on_conflict is OnConflict.IGNORE else ""
+        inserted = set() if returning else set(rows)
         for start in range(0, len(by_row), per_statement):
             chunk = by_row[start : start + per_statement]
             cursor.execute(
