@@ -202,7 +202,6 @@ class CollectionRead:
         body: dict[str, Any] = {
             "@odata.context": context_url(self.base_url, entity_set, options.select, options.expand)
         }
-        headers: dict[str, str] = {}
         if options.count:
             self.add_count(body, clauses, params)
         else:
@@ -221,6 +220,10 @@ class CollectionRead:
             body["@odata.nextLink"] = self.link(**{"$skiptoken": encode_token(payload)})
         elif tracking:
             body["@odata.deltaLink"] = self.link(**{"$deltatoken": str(version)})
+        return body, self.applied(tracking)
+
+    def applied(self, tracking: bool) -> dict[str, str]:
+        """The ``Preference-Applied`` header of the answer, if any preference was."""
         applied = [
             f"odata.maxpagesize={self.prefs.max_page_size}" if self.prefs.max_page_size else "",
             f'odata.include-annotations="{self.prefs.annotations}"'
@@ -228,9 +231,7 @@ class CollectionRead:
             else "",
             "odata.track-changes" if tracking else "",
         ]
-        if any(applied):
-            headers["Preference-Applied"] = ", ".join(filter(None, applied))
-        return body, headers
+        return {"Preference-Applied": ", ".join(filter(None, applied))} if any(applied) else {}
 
     def check_feed(self, version: int | None) -> None:
         """A change-tracking read needs change tracking on the table, and a version (of a delta
@@ -276,30 +277,64 @@ class CollectionRead:
         return f"{self.base_url}{self.options.entity_set.name}?{urlencode(args, safe='$,()')}"
 
     def delta(self) -> tuple[dict[str, Any], dict[str, str]]:
-        """Rows changed and keys deleted since the delta token, and a new delta link."""
+        """The changes since the delta token, oldest first: rows created or changed, keys
+        deleted, paged like any read (``odata.maxpagesize``, at most 5,000 a page; the SDK's
+        ``RetrieveEntityChanges`` has ``MoreRecords`` for this). Every page covers the versions
+        up to the one current when the first page was read: a change landing meanwhile is in
+        the next delta. The last page carries the new delta link."""
         options, entity_set = self.options, self.options.entity_set
-        version = self.store.current_version()
+        since = options.deltatoken
+        if options.skiptoken is None:
+            after, until = since, self.store.current_version()
+        else:
+            after, until = check_delta_token(options.skiptoken, since, self.store.current_version())
+        size = self.page_size()
         rows = self.store.query(
             f'SELECT * FROM "{entity_set.name}" WHERE versionnumber > ? AND versionnumber <= ? '
-            "ORDER BY versionnumber",
-            (options.deltatoken, version),
+            "ORDER BY versionnumber LIMIT ?",
+            (after, until, size + 1),
         )
+        gone = self.store.deleted_between(entity_set, since, until, after=after, limit=size + 1)
+        entries = sorted(  # (version, changed row or None, deleted key or None)
+            [(row["versionnumber"], row, None) for row in rows]
+            + [(version, None, key) for key, version in gone],
+            key=lambda entry: entry[0],
+        )
+        more = len(entries) > size
+        entries = entries[:size]
+        changed = [row for _, row, _ in entries if row is not None]
         notes = Annotator(self.schema, self.store, self.prefs).annotate(
-            entity_set, rows, options.select
+            entity_set, changed, options.select
         )
-        value = represent(entity_set, rows, options.select, None, notes)
-        value.extend(
-            {
-                "@odata.context": f"{self.base_url}$metadata#{entity_set.name}/$deletedEntity",
-                "id": key,
-                "reason": "deleted",
-            }
-            for key in self.store.deleted_between(entity_set, options.deltatoken, version)
-        )
-        context = context_url(self.base_url, entity_set, options.select) + "/$delta"
-        body = {
-            "@odata.context": context,
-            "@odata.deltaLink": self.link(**{"$deltatoken": str(version)}),
-            "value": value,
+        records = iter(represent(entity_set, changed, options.select, None, notes))
+        gone_context = f"{self.base_url}$metadata#{entity_set.name}/$deletedEntity"
+        value = [
+            next(records)
+            if row is not None
+            else {"@odata.context": gone_context, "id": key, "reason": "deleted"}
+            for _, row, key in entries
+        ]
+        body: dict[str, Any] = {
+            "@odata.context": context_url(self.base_url, entity_set, options.select) + "/$delta"
         }
-        return body, {"Preference-Applied": "odata.track-changes"}
+        if more:
+            token = encode_token({"after": [entries[-1][0]], "version": until})
+            body["@odata.nextLink"] = self.link(**{"$deltatoken": str(since), "$skiptoken": token})
+        else:
+            body["@odata.deltaLink"] = self.link(**{"$deltatoken": str(until)})
+        body["value"] = value
+        return body, self.applied(tracking=True)
+
+
+def check_delta_token(token: dict[str, Any], since: int, current: int) -> tuple[int, int]:
+    """The versions a later page of a delta read covers, from its ``$skiptoken``: after the
+    last one of the page before, up to the one the read began at. A token of another read,
+    or one made up, is a bad request."""
+    after, until = token["after"], token.get("version")
+    if not (
+        len(after) == 1
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in (after[0], until))
+        and since <= after[0] <= until <= current
+    ):
+        raise bad_query("The $skiptoken value is not valid for this query.")
+    return after[0], until

@@ -149,15 +149,20 @@ class Store:
         rows = self.query("SELECT COALESCE(MAX(version), 0) FROM _changes")
         return rows[0][0]
 
-    def deleted_between(self, entity_set: EntitySet, after: int, until: int) -> list[str]:
-        """Keys deleted in versions ``after`` < v <= ``until`` that do not exist now."""
+    def deleted_between(
+        self, entity_set: EntitySet, since: int, until: int, after: int, limit: int
+    ) -> list[tuple[str, int]]:
+        """Keys deleted in versions ``since`` < v <= ``until`` that do not exist now, each
+        with its last such version, in the order of those versions: the first ``limit`` of
+        them whose version is past ``after``."""
         rows = self.query(
-            f"SELECT DISTINCT c.key FROM _changes c WHERE c.entity_set = ? AND c.deleted = 1"
-            f" AND c.version > ? AND c.version <= ? AND NOT EXISTS (SELECT 1 FROM"
-            f' "{entity_set.name}" t WHERE t."{entity_set.key_property.column}" = c.key)',
-            (entity_set.name, after, until),
+            "SELECT c.key, MAX(c.version) AS last FROM _changes c WHERE c.entity_set = ?"
+            " AND c.deleted = 1 AND c.version > ? AND c.version <= ? AND NOT EXISTS (SELECT 1"
+            f' FROM "{entity_set.name}" t WHERE t."{entity_set.key_property.column}" = c.key)'
+            " GROUP BY c.key HAVING last > ? ORDER BY last LIMIT ?",
+            (entity_set.name, since, until, after, limit),
         )
-        return [row[0] for row in rows]
+        return [(row[0], row[1]) for row in rows]
 
     def clear(self) -> None:
         with self.transaction():

@@ -90,10 +90,11 @@ def test_an_incremental_resync_that_finds_nothing_writes_its_state_once(remote_c
 def test_an_incremental_resync_writes_the_page_it_read_to_see_what_changed(
     cdms_simulator, remote_client
 ):
-    """The first page, read to see whether anything changed, is written, not read again."""
+    """The first page, read to see whether anything changed, is written, not read again:
+    15 changes are two pages of 10, two requests."""
     resync(Organisation)
     load(cdms_simulator, "accounts", accounts(15, prefix="Later"))
-    with assertNumRemoteCalls(1):
+    with assertNumRemoteCalls(2):
         outcome = resync(Organisation)
     assert outcome.kinds == ("incremental",) and outcome.created == 15
     assert local_state(Organisation) == remote_state(remote_client, "accounts")
@@ -168,6 +169,39 @@ def test_a_run_stopped_halfway_goes_on_from_its_checkpoint(cdms_simulator, remot
     pages = [e for e in cdms_simulator.journal() if e["path"].endswith("/accounts")]
     assert len(pages) == 3  # 30 records left: pages 3, 4 and 5, none read twice
     assert local_state(Organisation) == remote_state(remote_client, "accounts")
+
+
+def test_an_incremental_run_stopped_halfway_through_its_changes_goes_on_from_its_checkpoint(
+    cdms_simulator, remote_client
+):
+    """Changes come in pages as records do: a run stopped after two pages of 10 keeps the
+    change feed's next link, and the next run reads the two pages left, then the new delta
+    link. Changes made in between come with the delta after it."""
+    resync(Organisation)
+    keys = load(cdms_simulator, "accounts", accounts(30, prefix="New"))
+    for key in keys[:8]:
+        remote_client.delete("accounts", key)
+    remote_client.update("accounts", ACME_KEY, {"numberofemployees": 7})
+
+    def crash_after_two_pages(done, total):
+        if done >= 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resync(Organisation, progress=crash_after_two_pages)
+    state = SyncState.objects.get(model="core.Organisation")
+    assert (state.status, state.phase, state.records_done) == ("failed", "incremental", 20)
+    assert "$deltatoken=" in state.checkpoint and "$skiptoken=" in state.checkpoint
+    remote_client.update("accounts", keys[10], {"name": "Changed in between"})  # read already
+    cdms_simulator.clear_journal()
+    with assertNumRemoteCalls(2):  # 31 changes: pages 3 and 4, none read twice
+        outcome = resync(Organisation)
+    assert outcome.kinds == ("incremental",)
+    assert local_state(Organisation) != remote_state(remote_client, "accounts")
+    with assertNumRemoteCalls(1):
+        resync(Organisation)
+    assert local_state(Organisation) == remote_state(remote_client, "accounts")
+    assert Organisation.objects.skip_cdms().get(cdms_pk=keys[10]).name == "Changed in between"
 
 
 def test_a_stale_record_never_overwrites_a_newer_local_write(remote_client):

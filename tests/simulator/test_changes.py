@@ -8,6 +8,7 @@ import uuid
 import pytest
 import requests
 
+from cdms_api.simulator.options import encode_token
 from cdms_api.simulator.schema import Schema
 
 TRACK = {"Prefer": "odata.track-changes"}
@@ -163,6 +164,106 @@ def test_paging_with_track_changes_gives_the_delta_link_on_the_last_page_only(ap
     assert len(keys) in (total, total + 1)  # the record created while paging may be on a page
     delta = follow(api, pages[-1]["@odata.deltaLink"])
     assert [row["accountid"] for row in delta["value"]] == [created_meanwhile]
+
+
+def delta_pages(api, delta_link: str, page_size: int) -> list[dict]:
+    """Every page of a delta read, each checked: a full page with a next link and no delta
+    link, the last with the delta link alone."""
+    headers = {"Prefer": f"odata.maxpagesize={page_size}, odata.track-changes"}
+    pages, url = [], delta_link
+    while url:
+        response = api.get(url, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["Preference-Applied"] == (
+            f"odata.maxpagesize={page_size}, odata.track-changes"
+        )
+        body = response.json()
+        pages.append(body)
+        url = body.get("@odata.nextLink")
+        if url:
+            assert "@odata.deltaLink" not in body and len(body["value"]) == page_size
+    assert "@odata.deltaLink" in pages[-1]
+    return pages
+
+
+def test_a_delta_read_is_paged_oldest_change_first(api):
+    """Dataverse pages changes as it pages records (the SDK's ``RetrieveEntityChanges`` has
+    ``PageInfo`` and ``MoreRecords``): changes and deletes come once each, in the order they
+    were made, across pages of ``odata.maxpagesize``."""
+    keys = [create(api, {"name": f"Changes {i}"}) for i in range(6)]
+    _, delta_link = start_tracking(api, **{"$select": "name"})
+    made = []  # (key, deleted) in the order the changes were made
+    for i, key in enumerate(keys):
+        if i % 2:
+            assert api.delete(f"{api.base}accounts({key})").status_code == 204
+        else:
+            assert api.patch(f"{api.base}accounts({key})", json={"name": f"Changed {i}"}).ok
+        made.append((key, bool(i % 2)))
+    made.append((create(api, {"name": "Added"}), False))
+
+    pages = delta_pages(api, delta_link, page_size=3)
+    assert [len(page["value"]) for page in pages] == [3, 3, 1]
+    entries = [entry for page in pages for entry in page["value"]]
+    assert [(e.get("accountid") or e["id"], "reason" in e) for e in entries] == made
+    assert entries[0]["name"] == "Changed 0" and entries[1] == deleted(api, keys[1])
+    assert all(p["@odata.context"].endswith("#accounts(name)/$delta") for p in pages)
+    assert follow(api, pages[-1]["@odata.deltaLink"])["value"] == []
+
+
+def test_a_delta_read_leaves_a_change_made_while_paging_to_the_next_delta(api):
+    keys = [create(api, {"name": f"Paged changes {i}"}) for i in range(4)]
+    _, delta_link = start_tracking(api, **{"$select": "name"})
+    for key in keys:
+        assert api.patch(f"{api.base}accounts({key})", json={"numberofemployees": 1}).ok
+    headers = {"Prefer": "odata.maxpagesize=2, odata.track-changes"}
+    first = api.get(delta_link, headers=headers).json()
+    assert [row["accountid"] for row in first["value"]] == keys[:2]
+    # meanwhile: one not read yet changes again, one is deleted, one is created
+    assert api.patch(f"{api.base}accounts({keys[2]})", json={"name": "Again"}).ok
+    assert api.delete(f"{api.base}accounts({keys[3]})").status_code == 204
+    added = create(api, {"name": "Added meanwhile"})
+    rest = delta_pages(api, first["@odata.nextLink"], page_size=2)
+    assert [entry for page in rest for entry in page["value"]] == []
+    later = follow(api, rest[-1]["@odata.deltaLink"])["value"]
+    assert [(e.get("accountid") or e["id"], e.get("name")) for e in later] == [
+        (keys[2], "Again"),
+        (keys[3], None),
+        (added, "Added meanwhile"),
+    ]
+
+
+def test_a_delta_paging_link_made_up_or_of_another_read_is_400(api):
+    create(api, {"name": "One"})
+    create(api, {"name": "Two"})
+    _, delta_link = start_tracking(api, **{"$select": "name"})
+    create(api, {"name": "Three"})
+    create(api, {"name": "Four"})
+    headers = {"Prefer": "odata.maxpagesize=1, odata.track-changes"}
+    next_link = api.get(delta_link, headers=headers).json()["@odata.nextLink"]
+    since = int(next_link.split("$deltatoken=")[1].split("&")[0])
+    token = next_link.split("$skiptoken=")[1].split("&")[0]
+    forged = [
+        encode_token({"after": [since + 1, 0], "version": since + 2}),  # two positions
+        encode_token({"after": [since - 1], "version": since + 2}),  # before the delta token
+        encode_token({"after": [since + 1], "version": 10**9}),  # past every version
+        encode_token({"after": ["x"], "version": since + 2}),
+    ]
+    for value in forged:
+        response = api.get(next_link.replace(token, value), headers=headers)
+        assert response.status_code == 400, value
+        assert response.json()["error"]["code"] == "0x80060888"
+
+
+def test_an_expired_change_log_refuses_the_paging_links_of_a_delta_read(api, cdms_simulator):
+    _, delta_link = start_tracking(api, **{"$select": "name"})
+    create(api, {"name": "One"})
+    create(api, {"name": "Two"})
+    headers = {"Prefer": "odata.maxpagesize=1, odata.track-changes"}
+    first = api.get(delta_link, headers=headers).json()
+    cdms_simulator.expire_changes("accounts")
+    response = api.get(first["@odata.nextLink"], headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == EXPIRED
 
 
 @pytest.mark.parametrize(
