@@ -35,10 +35,11 @@ class CDMSQuery(Query):
 
     def get_compiler(self, using=None, connection=None, elide_empty=True) -> SQLCompiler:
         compiler = super().get_compiler(using, connection, elide_empty)
-        if type(compiler) in _SYNCING:
-            compiler.__class__ = _SYNCING[type(compiler)]
-        elif self.compiler == "SQLCompiler":
-            compiler.__class__ = _SYNCING[type(compiler)] = _syncing_compiler(type(compiler))
+        if self.compiler == "SQLCompiler":
+            base = type(compiler)
+            if base not in _SYNCING:
+                _SYNCING[base] = _syncing_compiler(base)
+            compiler.__class__ = _SYNCING[base]
         return compiler
 
     def get_count(self, using: str) -> int:
@@ -101,5 +102,4 @@ def _version_first(compiler: SQLCompiler, result_type: str) -> tuple[int, int] |
     which is synced first."""
     if result_type != MULTI or by_local_pk(compiler.query) is None:
         return None
-    compiler.setup_query()
-    return version_columns(compiler.query, compiler.select)
+    return version_columns(compiler)

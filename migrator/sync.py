@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from django.apps import apps
 from django.db import models, transaction
 from django.db.models.expressions import Col, RawSQL
+from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import ExtraWhere
 
@@ -361,12 +362,19 @@ def _read_by_pk(query: Query) -> bool:
     return True
 
 
-def version_columns(query: Query, select: list) -> tuple[int, int] | None:
-    """Where the key and the ETag are among the columns ``select`` (a compiler's) reads from
-    the query's model's table; None when either is left out (``only()``, ``values()``)."""
+def version_columns(compiler: SQLCompiler) -> tuple[int, int] | None:
+    """Where the key and the ETag are among the columns the compiler's query reads from its
+    model's table; None when either is left out (``only()``, ``values()``). A query of every
+    column (``get(pk=...)`` as usually written) has them where its model has them: found
+    without setting the compiler up, which it does again to run."""
+    query = compiler.query
+    if query.default_cols and query.deferred_loading == (frozenset(), True):
+        names = [field.attname for field in query.model._meta.concrete_fields]
+        return names.index("cdms_pk"), names.index("cdms_etag")
+    compiler.setup_query()
     columns = {
         expression.target.attname: i
-        for i, (expression, _, _) in enumerate(select)
+        for i, (expression, _, _) in enumerate(compiler.select)
         if isinstance(expression, Col) and expression.alias == query.base_table
     }
     if not {"cdms_pk", "cdms_etag"} <= columns.keys():

@@ -1220,6 +1220,14 @@ def test_get_pk_of_an_unchanged_record_is_one_local_statement(crm, synced):
     assert len(captured) == 1
 
 
+def test_queries_of_synced_models_share_one_syncing_compiler_per_backend_compiler():
+    """The syncing compiler class is made once per backend compiler, not once per query."""
+    first = Organisation.objects.filter(name="x").query.get_compiler("default")
+    second = Contact.objects.all().query.get_compiler("default")
+    assert type(first) is type(second)
+    assert type(first).__bases__ == (connection.ops.compiler("SQLCompiler"),)
+
+
 def test_get_pk_deferring_the_etag_reads_the_stored_version_first(crm, synced):
     """A query whose row does not show its key and ETag (``only()``) reads them in a
     statement of their own before the keyed GET, then runs once."""
