@@ -60,8 +60,13 @@ class ByHand:
         response = self._send("GET", self.entity_url(), params=params, headers=headers)
         return response.json()["@odata.count"]
 
-    def get(self, key: str) -> dict:
-        return self._send("GET", self.entity_url(key), params={"$select": SELECT}).json()
+    def get(self, key: str, etag: str | None = None) -> dict | None:
+        """The record; with ``etag`` (``If-None-Match``), None when it still has it (304)."""
+        headers = {"If-None-Match": etag} if etag else {}
+        response = self._send(
+            "GET", self.entity_url(key), params={"$select": SELECT}, headers=headers
+        )
+        return None if response.status_code == 304 else response.json()
 
     def etags(self, keys: Sequence[str]) -> dict[str, str]:
         """The current ETag of each record, in one read."""
