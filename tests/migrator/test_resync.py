@@ -151,8 +151,8 @@ def test_rows_written_during_a_full_resync_are_not_taken_for_gone(remote_client)
     assert Organisation.objects.skip_cdms().filter(pk=written[0].pk).exists()
 
 
-def test_a_run_stopped_halfway_goes_on_from_its_checkpoint(cdms_simulator, remote_client):
-    load(cdms_simulator, "accounts", accounts(40))
+def stopped_after_two_pages() -> SyncState:
+    """A resync stopped (as a worker killed) once it wrote two pages of 10: its state."""
 
     def crash_after_two_pages(done, total):
         if done >= 20:
@@ -160,7 +160,12 @@ def test_a_run_stopped_halfway_goes_on_from_its_checkpoint(cdms_simulator, remot
 
     with pytest.raises(KeyboardInterrupt):
         resync(Organisation, progress=crash_after_two_pages)
-    state = SyncState.objects.get(model="core.Organisation")
+    return SyncState.objects.get(model="core.Organisation")
+
+
+def test_a_run_stopped_halfway_goes_on_from_its_checkpoint(cdms_simulator, remote_client):
+    load(cdms_simulator, "accounts", accounts(40))
+    state = stopped_after_two_pages()
     assert (state.status, state.phase, state.records_done) == ("failed", "full", 20)
     assert "$skiptoken=" in state.checkpoint
     cdms_simulator.clear_journal()
@@ -182,14 +187,7 @@ def test_an_incremental_run_stopped_halfway_through_its_changes_goes_on_from_its
     for key in keys[:8]:
         remote_client.delete("accounts", key)
     remote_client.update("accounts", ACME_KEY, {"numberofemployees": 7})
-
-    def crash_after_two_pages(done, total):
-        if done >= 20:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        resync(Organisation, progress=crash_after_two_pages)
-    state = SyncState.objects.get(model="core.Organisation")
+    state = stopped_after_two_pages()
     assert (state.status, state.phase, state.records_done) == ("failed", "incremental", 20)
     assert "$deltatoken=" in state.checkpoint and "$skiptoken=" in state.checkpoint
     remote_client.update("accounts", keys[10], {"name": "Changed in between"})  # read already
