@@ -9,8 +9,10 @@ import threading
 import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import close_old_connections, connection
 from django.db.models import Count, Sum
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -214,12 +216,19 @@ changes = st.lists(
     steps=st.lists(
         st.tuples(changes, st.recursive(leaves, _tree, max_leaves=4)), min_size=1, max_size=3
     ),
+    page_size=st.sampled_from([2, 5000]),
 )
-def test_random_queries_after_random_changes_match_the_truth(feed, crm, records, steps):
+def test_random_queries_after_random_changes_match_the_truth(feed, crm, records, steps, page_size):
+    """With pages of 2, the table's fill and the changes of a step come in several pages."""
     feed.reset()
     feed.load("accounts", records)
     SyncState.objects.all().delete()
     Organisation.objects.skip_cdms().all().delete()
+    with override_settings(CDMS={**django_settings.CDMS, "PAGE_SIZE": page_size}):
+        apply_and_compare(crm, steps)
+
+
+def apply_and_compare(crm, steps) -> None:
     for remote_changes, tree in steps:
         for kind, name, number in remote_changes:
             key = demo_key(name)
