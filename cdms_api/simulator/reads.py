@@ -294,7 +294,7 @@ class CollectionRead:
             "ORDER BY versionnumber LIMIT ?",
             (after, until, size + 1),
         )
-        gone = self.store.deleted_between(entity_set, since, until, after=after, limit=size + 1)
+        gone = self.store.deleted_between(entity_set, after, until, limit=size + 1)
         entries = sorted(  # (version, changed row or None, deleted key or None)
             [(row["versionnumber"], row, None) for row in rows]
             + [(version, None, key) for key, version in gone],
@@ -328,8 +328,8 @@ class CollectionRead:
 
 def check_delta_token(token: dict[str, Any], since: int, current: int) -> tuple[int, int]:
     """The versions a later page of a delta read covers, from its ``$skiptoken``: after the
-    last one of the page before, up to the one the read began at. A token of another read,
-    or one made up, is a bad request."""
+    last one of the page before, up to the one the read began at. A token made up, or out of
+    the range of the delta token beside it, is a bad request."""
     after, until = token["after"], token.get("version")
     if not (
         len(after) == 1

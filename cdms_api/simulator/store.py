@@ -150,17 +150,16 @@ class Store:
         return rows[0][0]
 
     def deleted_between(
-        self, entity_set: EntitySet, since: int, until: int, after: int, limit: int
+        self, entity_set: EntitySet, after: int, until: int, limit: int
     ) -> list[tuple[str, int]]:
-        """Keys deleted in versions ``since`` < v <= ``until`` that do not exist now, each
-        with its last such version, in the order of those versions: the first ``limit`` of
-        them whose version is past ``after``."""
+        """Keys deleted in versions ``after`` < v <= ``until`` that do not exist now, each
+        with its last such version, in the order of those versions: the first ``limit``."""
         rows = self.query(
             "SELECT c.key, MAX(c.version) AS last FROM _changes c WHERE c.entity_set = ?"
             " AND c.deleted = 1 AND c.version > ? AND c.version <= ? AND NOT EXISTS (SELECT 1"
             f' FROM "{entity_set.name}" t WHERE t."{entity_set.key_property.column}" = c.key)'
-            " GROUP BY c.key HAVING last > ? ORDER BY last LIMIT ?",
-            (entity_set.name, since, until, after, limit),
+            " GROUP BY c.key ORDER BY last LIMIT ?",
+            (entity_set.name, after, until, limit),
         )
         return [(row[0], row[1]) for row in rows]
 

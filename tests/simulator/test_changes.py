@@ -232,7 +232,7 @@ def test_a_delta_read_leaves_a_change_made_while_paging_to_the_next_delta(api):
     ]
 
 
-def test_a_delta_paging_link_made_up_or_of_another_read_is_400(api):
+def test_a_made_up_delta_paging_link_is_400(api):
     create(api, {"name": "One"})
     create(api, {"name": "Two"})
     _, delta_link = start_tracking(api, **{"$select": "name"})
@@ -246,6 +246,7 @@ def test_a_delta_paging_link_made_up_or_of_another_read_is_400(api):
         encode_token({"after": [since + 1, 0], "version": since + 2}),  # two positions
         encode_token({"after": [since - 1], "version": since + 2}),  # before the delta token
         encode_token({"after": [since + 1], "version": 10**9}),  # past every version
+        encode_token({"after": [since + 2], "version": since + 1}),  # after its own end
         encode_token({"after": ["x"], "version": since + 2}),
     ]
     for value in forged:
