@@ -205,6 +205,25 @@ def compare(
     )
 
 
+def compare_twice(
+    benchmark: str,
+    case: str,
+    matches: int | None,
+    subject: Reader,
+    raw: Reader,
+    by_hand: Reader,
+    runs: int,
+    journal: Journal,
+) -> list[Comparison]:
+    """A per-object call against the raw request alone, and against the same result by hand
+    (the request and Django's own local work): what it adds to each."""
+    same_result = f"{case}, the same result by hand"
+    return [
+        compare(benchmark, case, matches, [subject, raw], runs, journal),
+        compare(benchmark, same_result, matches, [subject, by_hand], runs, journal),
+    ]
+
+
 def _counted(reader: Reader, journal: Journal) -> Counts:
     reader.prepare()
     return journal.count(reader.action)

@@ -36,7 +36,7 @@ from core.models import Organisation
 
 from . import by_hand, data
 from .by_hand import ByHand
-from .measure import Comparison, Plan, Reader, compare
+from .measure import Comparison, Plan, Reader, compare, compare_twice
 from .orm import Environment
 
 BENCHMARK = "reads"
@@ -199,26 +199,16 @@ def get_by_key(env: Environment, plan: Plan, hand: ByHand, group: Group) -> list
             row = Organisation.objects.skip_cdms().get(pk=pk)
             assert hand.get(str(row.cdms_pk), row.cdms_etag) is None  # 304: the row is current
 
-    ours = Reader("ORM", orm, per=len(pks))
-    case = "get(pk=...), per call"
-    return [
-        compare(
-            BENCHMARK,
-            case,
-            group.size,
-            [ours, Reader("by hand", raw, per=len(keys))],
-            plan.runs,
-            env.journal,
-        ),
-        compare(
-            BENCHMARK,
-            f"{case}, the same result by hand",
-            group.size,
-            [ours, Reader("Django's + GET 304", local_then_keyed, per=len(pks))],
-            plan.runs,
-            env.journal,
-        ),
-    ]
+    return compare_twice(
+        BENCHMARK,
+        "get(pk=...), per call",
+        group.size,
+        Reader("ORM", orm, per=len(pks)),
+        Reader("by hand", raw, per=len(keys)),
+        Reader("Django's + GET 304", local_then_keyed, per=len(pks)),
+        plan.runs,
+        env.journal,
+    )
 
 
 def first_from_the_feed(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from itertools import count
 
+from dateutil.parser import isoparse
+
 from core.models import Organisation
 
 from . import data
 from .by_hand import ByHand
-from .measure import Comparison, Plan, Reader, compare
+from .measure import Comparison, Plan, Reader, compare_twice
 from .orm import Environment
 
 BENCHMARK = "writes"
@@ -54,27 +56,19 @@ def save(env: Environment, plan: Plan, hand: ByHand) -> list[Comparison]:
             obj.name = f"Saved account {next(names)}"
             record = hand.update(str(obj.cdms_pk), {"name": obj.name}, obj.cdms_etag)
             obj.cdms_etag = record["@odata.etag"]
+            obj.cdms_modified = isoparse(record["modifiedon"])
             obj.save(skip_cdms=True)
 
-    subject = Reader("ORM", orm, load_objects, per=n)
-    return [
-        compare(
-            BENCHMARK,
-            "save(), per call",
-            None,
-            [subject, Reader("raw PATCH", baseline, read_etags, per=n)],
-            plan.runs,
-            env.journal,
-        ),
-        compare(
-            BENCHMARK,
-            "save(), per call, the same result by hand",
-            None,
-            [subject, Reader("PATCH + Django's", patch_and_local, load_objects, per=n)],
-            plan.runs,
-            env.journal,
-        ),
-    ]
+    return compare_twice(
+        BENCHMARK,
+        "save(), per call",
+        None,
+        Reader("ORM", orm, load_objects, per=n),
+        Reader("raw PATCH", baseline, read_etags, per=n),
+        Reader("PATCH + Django's", patch_and_local, load_objects, per=n),
+        plan.runs,
+        env.journal,
+    )
 
 
 def delete(env: Environment, plan: Plan, hand: ByHand) -> list[Comparison]:
@@ -111,30 +105,13 @@ def delete(env: Environment, plan: Plan, hand: ByHand) -> list[Comparison]:
             hand.delete(str(obj.cdms_pk), obj.cdms_etag)
             obj.delete(skip_cdms=True)
 
-    ours = Reader("ORM", orm, lambda: load_objects(objects), per=n)
-    return [
-        compare(
-            BENCHMARK,
-            "delete(), per call",
-            None,
-            [ours, Reader("raw DELETE", raw, read_etags, per=n)],
-            plan.runs,
-            env.journal,
-        ),
-        compare(
-            BENCHMARK,
-            "delete(), per call, the same result by hand",
-            None,
-            [
-                ours,
-                Reader(
-                    "DELETE + Django's",
-                    raw_and_local,
-                    lambda: load_objects(theirs),
-                    per=n,
-                ),
-            ],
-            plan.runs,
-            env.journal,
-        ),
-    ]
+    return compare_twice(
+        BENCHMARK,
+        "delete(), per call",
+        None,
+        Reader("ORM", orm, lambda: load_objects(objects), per=n),
+        Reader("raw DELETE", raw, read_etags, per=n),
+        Reader("DELETE + Django's", raw_and_local, lambda: load_objects(theirs), per=n),
+        plan.runs,
+        env.journal,
+    )
