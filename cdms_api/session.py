@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -336,13 +337,16 @@ def read_bounded(response: requests.Response, limit: int, method: str, url: str)
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    """``Retry-After`` as seconds: a number, or an HTTP date; None for anything else (``nan``
+    and ``inf`` included), which leaves the wait to the retry policy."""
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

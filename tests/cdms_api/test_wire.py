@@ -307,6 +307,7 @@ def test_parse_retry_after():
     assert parse_retry_after("-3") == 0.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("nan") is None and parse_retry_after("inf") is None
 
 
 def test_backoff_is_capped_and_jittered():
