@@ -6,8 +6,10 @@ that a record is written, recognised and adopted the same way whichever path wro
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from cdms_api import codec
@@ -113,7 +115,8 @@ def related_keys(model: type[CDMSModel], instances: Iterable[CDMSModel]) -> Rela
 
 def holds(mapping: Mapping, body: dict[str, Any], record: dict[str, Any]) -> bool:
     """Whether a record holds every value a write's body sent, as the remote stores them
-    (through the converters and JSON): how a write whose outcome is unknown is recognised."""
+    (through the converters and JSON, ``stored_as``): how a write whose outcome is unknown
+    is recognised."""
     by_remote = {fm.remote: fm for fm in mapping.fields if not fm.is_lookup}
     by_navigation = {fm.navigation: fm for fm in mapping.fields if fm.is_lookup}
     for name, sent in body.items():
@@ -126,9 +129,33 @@ def holds(mapping: Mapping, body: dict[str, Any], record: dict[str, Any]) -> boo
                 return False
         elif name in by_remote:
             fm = by_remote[name]
-            if fm.to_python(codec.loads(codec.dumps(sent))) != fm.to_python(record.get(name)):
+            sent, stored = codec.loads(codec.dumps(sent)), record.get(name)
+            if not (stored_as(fm.to_python(sent), fm.to_python(stored)) or stored_as(sent, stored)):
                 return False
     return True
+
+
+def stored_as(sent: Any, stored: Any) -> bool:
+    """Whether ``stored`` is the value ``sent`` as the CRM stores it: it keeps whole seconds
+    of a date and time, and rounds a decimal to its column's scale (at least as fine as the
+    digits the stored value shows: compared as the JSON held them, before a converter
+    quantizes them to the local field's places)."""
+    if sent == stored:
+        return True
+    if isinstance(sent, dt.datetime) and isinstance(stored, dt.datetime):
+        return (
+            stored.microsecond == 0
+            and (sent.tzinfo is None) == (stored.tzinfo is None)
+            and abs(sent - stored) < dt.timedelta(seconds=1)
+        )
+    if isinstance(sent, Decimal) and isinstance(stored, Decimal):
+        if not (sent.is_finite() and stored.is_finite()):
+            return False
+        scale = stored.as_tuple().exponent
+        return sent.as_tuple().exponent < scale and abs(sent - stored) <= Decimal(5).scaleb(
+            scale - 1
+        )
+    return False
 
 
 def _key(value: Any) -> str | None:

@@ -14,6 +14,7 @@ import pytest
 from django.db import DatabaseError, transaction
 
 from cdms_api.errors import CDMSError
+from migrator.instances import stored_as
 from tests.secondapp.models import Sample
 
 UTC = dt.UTC
@@ -111,6 +112,70 @@ def test_a_value_the_crm_stores_otherwise_is_stored_as_it_did(crm, field, value,
     assert getattr(Sample.objects.skip_cdms().get(pk=sample.pk), field) == stored
     crm.assert_in_sync(Sample, str(sample.cdms_pk))
     assert record is not None
+
+
+STORED_OTHERWISE = [
+    ("moment", dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), "2024-05-01T12:00:00Z"),
+    ("amount", Decimal("1.2345"), Decimal("1.23")),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "stored"), STORED_OTHERWISE, ids=repr)
+@pytest.mark.parametrize("write", ["create", "save", "bulk_update"])
+def test_a_write_applied_with_its_answer_lost_is_recognised_in_the_form_the_crm_stored(
+    crm, cdms_simulator, field, value, stored, write
+):
+    """The CRM keeps whole seconds and rounds to its column's scale: the record read back to
+    find out whether the write was applied holds the value so, not as sent."""
+    sample = None if write == "create" else created("rank", 2)
+    path = r"/new_samples$" if write == "create" else r"/new_samples\(|/\$batch"
+    method = "PATCH" if write == "save" else "POST"
+    cdms_simulator.add_faults(
+        {"method": method, "path": path, "times": 1, "action": "apply_then_fail", "status": 503}
+    )
+    if write == "create":
+        sample = created(field, value)
+    else:
+        setattr(sample, field, value)
+        if write == "save":
+            sample.save()
+        else:
+            Sample.objects.bulk_update([sample], [field])
+    record = crm.client.get("new_samples", sample.cdms_pk)
+    assert record[f"new_{field}"] == stored
+    crm.assert_in_sync(Sample, str(sample.cdms_pk))
+    assert len(crm.find("new_samples", "new_name", "Limits")) == 1
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored", "same"),
+    [
+        (Decimal("1.2345"), Decimal("1.23"), True),
+        (Decimal("1.235"), Decimal("1.24"), True),  # half: either way of rounding it
+        (Decimal("1.2345"), Decimal("1.24"), False),
+        (Decimal("1.2"), Decimal("1.23"), False),  # not a rounding: finer than what was sent
+        (Decimal("5.4"), Decimal("5"), True),
+        (
+            dt.datetime(2024, 1, 1, 12, 0, 0, 999999, tzinfo=UTC),
+            dt.datetime(2024, 1, 1, 12, 0, tzinfo=UTC),
+            True,
+        ),
+        (
+            dt.datetime(2024, 1, 1, 12, 0, 0, 1, tzinfo=UTC),
+            dt.datetime(2024, 1, 1, 12, 0, 1, tzinfo=UTC),
+            True,
+        ),
+        (
+            dt.datetime(2024, 1, 1, 12, 0, 0, 1, tzinfo=UTC),
+            dt.datetime(2024, 1, 1, 12, 0, 2, tzinfo=UTC),
+            False,
+        ),
+        ("a", "a ", False),
+    ],
+    ids=repr,
+)
+def test_a_value_as_the_crm_stores_it(sent, stored, same):
+    assert stored_as(sent, stored) is same
 
 
 def test_a_naive_datetime_is_taken_in_the_current_time_zone(crm, settings):
