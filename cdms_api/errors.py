@@ -5,6 +5,10 @@ request id, method and URL -- and never a token, secret or ``Authorization`` hea
 
 from __future__ import annotations
 
+from typing import Any
+
+#: the methods that change nothing remotely
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DUPLICATE_KEY_CODE = "0x80040237"
 DUPLICATE_ALTERNATE_KEY_CODE = "0x80060892"
 #: Dataverse's ChangeTrackingNotEnabledForEntity: "Entity {0} isn't enabled for change tracking."
@@ -129,7 +133,13 @@ class RemoteTimeout(TransportError):
 
 
 class MalformedResponse(CDMSError):
-    """The remote answered something that is not the JSON expected."""
+    """The remote answered something that is not the JSON expected. A write it answered
+    with success (2xx) was applied whatever the body says: that error is ``ambiguous``."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        status, method = self.status, (self.method or "GET").upper()
+        self.ambiguous = status is not None and 200 <= status < 300 and method not in SAFE_METHODS
 
 
 class BulkWriteError(CDMSError):

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models.signals import post_save
 
-from cdms_api.errors import CDMSError, DuplicateKey, NotFound, PreconditionFailed
+from cdms_api.errors import (
+    CDMSError,
+    DuplicateKey,
+    MalformedResponse,
+    NotFound,
+    PreconditionFailed,
+)
 
 from . import local, remote
 from .batches import Kind, RemoteWrite
@@ -48,7 +54,7 @@ def push(instance: CDMSModel, create: bool, update_fields: Any = None) -> None:
     if block is not None:
         block.add(write)
     elif create:
-        adopt(instance, record_values(model, _create(instance, write.body)))
+        adopt(instance, _answered(instance, _create(instance, write.body)))
     else:
         adopt(instance, _updated(instance, write), write.names)
 
@@ -95,6 +101,7 @@ def _updated(instance: CDMSModel, write: RemoteWrite) -> dict[str, Any]:
     """Send the update; the local values of the record it left."""
     try:
         record = remote.client().update(write.entity_set, write.key, write.body, etag=write.etag)
+        return _answered(instance, record)
     except CDMSError as error:
         # A 412, or an answer lost (the PATCH may have been applied): read the record.
         if not (error.ambiguous or isinstance(error, PreconditionFailed)):
@@ -111,7 +118,16 @@ def _updated(instance: CDMSModel, write: RemoteWrite) -> dict[str, Any]:
                 error.sent, error.current = write.body, current
             raise
         return values
-    return record_values(type(instance), record)
+
+
+def _answered(instance: CDMSModel, record: dict[str, Any]) -> dict[str, Any]:
+    """The local values of the record a write answered. A record that cannot be stored still
+    acknowledged the write: its error is ambiguous (the write was applied)."""
+    try:
+        return record_values(type(instance), record)
+    except MalformedResponse as error:
+        error.ambiguous = True
+        raise
 
 
 def settle_update(

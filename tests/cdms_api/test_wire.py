@@ -385,3 +385,19 @@ def test_a_token_endpoint_redirecting_gets_no_credential_sent_on(client):
         client.get("accounts", KEY)
     assert "s3cret" not in str(caught.value)
     assert [call.request.url for call in responses.calls] == [TOKEN]
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "ambiguous"),
+    [
+        (200, "PATCH", True),
+        (201, "POST", True),
+        (204, "DELETE", True),
+        (200, "GET", False),
+        (400, "POST", False),
+        (None, "POST", False),
+    ],
+)
+def test_a_malformed_answer_to_a_write_acknowledged_is_ambiguous(status, method, ambiguous):
+    """The remote applied a write it answered with success, whatever the body says."""
+    assert errors.MalformedResponse("x", status=status, method=method).ambiguous is ambiguous

@@ -101,3 +101,37 @@ def test_an_answer_past_the_bound_is_a_typed_error_and_leaves_the_table(cdms_sim
     with pytest.raises(MalformedResponse, match="more than 10,000 bytes: not read"):
         list(Organisation.objects.filter(name__startswith="N"))
     assert local_table() == before
+
+
+@pytest.mark.parametrize("body", WRITE_ANSWERS.values(), ids=WRITE_ANSWERS.keys())
+@pytest.mark.parametrize("write", ["create", "update"])
+def test_a_write_applied_but_answered_wrongly_is_found_out_by_reading_it_back(
+    cdms_simulator, synced, crm, body, write
+):
+    """A success answered with a body that is not the record: the CRM applied the write, so
+    its outcome is found out as that of an answer lost, and the save succeeds. (A create
+    answered with a record that cannot be stored fails ambiguous: saved again, it succeeds.)"""
+    org = Organisation(name="Answered Wrongly") if write == "create" else None
+    if org is None:
+        org = Organisation.objects.get(name=NORTHWIND)
+        org.name = "Answered Wrongly"
+    method, path = ("POST", "/accounts$") if write == "create" else ("PATCH", r"/accounts\(")
+    cdms_simulator.add_faults(
+        {
+            "method": method,
+            "path": path,
+            "action": "apply_then_fail",
+            "status": 201 if write == "create" else 200,
+            "times": 1,
+            "body": body,
+            "headers": {"Content-Type": "application/json"},
+        }
+    )
+    try:
+        org.save()
+    except CDMSError as error:  # a create answered with a record that cannot be stored
+        assert write == "create" and error.ambiguous
+        org.save()  # saved again: the record is found by its key and adopted
+    [record] = crm.find("accounts", "name", "Answered Wrongly")
+    assert record["accountid"] == str(org.cdms_pk)
+    crm.assert_in_sync(Organisation, str(org.cdms_pk))
