@@ -29,7 +29,7 @@ from cdms_api.errors import CDMSError, CDMSNotSupported
 
 from . import local
 from .batches import Kind, NotApplied, RemoteWrite, apply, send
-from .sync import recheck
+from .sync import reread
 
 
 class Block:
@@ -91,7 +91,7 @@ class Block:
         for model, keys in self._rereads.items():
             deleted = {w.key for w in writes if w.model is model and w.kind is Kind.DELETE}
             if keys := keys - deleted:
-                recheck(model, keys)
+                reread(model, keys)
         return writes
 
 

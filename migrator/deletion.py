@@ -12,7 +12,8 @@ the block's changeset instead.
 
 The synced rows Django unlinks locally (``on_delete=SET_NULL``) are read again once the
 records are deleted, one read per model: the CRM clears their lookups itself (their ETags
-change), or deletes them by a cascade of its own.
+change), or deletes them by a cascade of its own. A read that fails then leaves them to the
+next read; the deletes stand (``sync.reread``).
 
 When every remote delete failed, the local transaction rolls back and the error is raised.
 When some failed, it rolls back too, and the local side is then brought in step with what
@@ -36,7 +37,7 @@ from cdms_api.errors import BulkWriteError
 
 from . import local
 from .batches import Kind, RemoteWrite, send
-from .sync import recheck
+from .sync import recheck, reread
 from .tombstones import bury
 from .writes import remove
 
@@ -216,4 +217,4 @@ def _read_unlinked(deletion: _Deletion) -> None:
     those of records deleted or already read."""
     for model, keys in deletion.unlinked.items():
         if keys := keys - {w.key for w in deletion.writes if w.model is model}:
-            recheck(model, keys)
+            reread(model, keys)

@@ -34,7 +34,7 @@ from django.db.models.sql.where import ExtraWhere
 
 from cdms_api import odata
 from cdms_api.client import Top
-from cdms_api.errors import CDMSNotSupported, FilterTooLong, NotFound
+from cdms_api.errors import CDMSError, CDMSNotSupported, FilterTooLong, NotFound
 
 from . import local, remote
 from .feed import catch_up, reads_changes
@@ -634,6 +634,22 @@ def recheck(model: type[CDMSModel], keys: set[str], refresh: dict | None = None)
     if gone:
         delete_local(model, gone)
     return gone
+
+
+def reread(model: type[CDMSModel], keys: set[str]) -> None:
+    """Read again the rows a remote write changed behind them (a delete clears the lookups
+    pointing at its record), once the write is done. A read that fails does not undo the
+    write: the rows are left to the next read (logged), their ETags stale until then (a save
+    of one meanwhile fails on its ETag)."""
+    try:
+        recheck(model, keys)
+    except CDMSError as error:
+        logger.warning(
+            "%s: %d rows not read again after a remote write, left to the next read: %s",
+            model.__name__,
+            len(keys),
+            error,
+        )
 
 
 def delete_local(model: type[CDMSModel], keys: set[str]) -> None:

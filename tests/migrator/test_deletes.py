@@ -4,6 +4,8 @@ reported with both sides in step."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -13,6 +15,7 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+import migrator
 from cdms_api.errors import BulkWriteError, PreconditionFailed
 from core.models import Contact, Organisation
 from migrator.testing import RemoteCallCounter, assertNumRemoteCalls
@@ -94,6 +97,28 @@ def test_the_rows_a_delete_unlinks_are_read_again(crm, synced):
     widgets.employees = 3
     with assertNumRemoteCalls(1):
         widgets.save()
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["delete", "migrator.atomic"])
+def test_a_delete_done_stands_when_reading_the_unlinked_rows_again_fails(
+    crm, synced, cdms_simulator, caplog, block
+):
+    """The records are deleted: a read of the rows they unlinked that fails then (here, 500s
+    past the retries) does not undo the delete locally. The rows are left to the next read."""
+    acme = Organisation.objects.get(name=ACME)
+    key = str(acme.cdms_pk)
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "times": None, "status": 500})
+    with migrator.atomic() if block else contextlib.nullcontext():
+        acme.delete()
+    cdms_simulator.clear_faults()
+
+    assert crm.record(Organisation, key) is None
+    assert not Organisation.objects.skip_cdms().filter(cdms_pk=key).exists()
+    widgets = Organisation.objects.skip_cdms().get(name=WIDGETS)
+    assert widgets.parent_id is None
+    assert "rows not read again after a remote write" in caplog.text
+    list(Organisation.objects.filter(name=WIDGETS))  # the next read brings it in step
+    crm.assert_all_in_sync(Organisation, crm.all_keys(Organisation))
 
 
 def test_a_cascade_deletes_the_related_records_children_first(crm, company):
