@@ -32,7 +32,7 @@ from cdms_api.errors import (
 )
 
 from . import remote
-from .instances import give, holds
+from .instances import created_so, give, holds, note_create
 from .loader import key_of, store
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ def create_many(writes: list[RemoteWrite]) -> None:
         return
     for start in range(0, len(writes), MAX_BULK):
         chunk = writes[start : start + MAX_BULK]
+        for w in chunk:
+            note_create(w.target, w.body or {})
         try:
             client.create_multiple(
                 mapping.entity_set, [{**w.body, mapping.key: w.key} for w in chunk]
@@ -162,6 +164,7 @@ def _transmit(writes: list[RemoteWrite], atomic: bool) -> list[Operation]:
 
 def _operation(batch: Batch, write: RemoteWrite) -> Operation:
     if write.kind is Kind.CREATE:
+        note_create(write.target, write.body or {})
         return batch.create(write.entity_set, write.body or {}, key=write.key)
     if write.kind is Kind.UPDATE:
         return batch.update(write.entity_set, write.key, write.body or {}, etag=write.etag)
@@ -302,8 +305,8 @@ def _judge(write: RemoteWrite, operation: Operation) -> str:
     if write.kind is Kind.DELETE and isinstance(error, NotFound):
         return _done(write, None)  # already gone: what was asked for
     if write.kind is Kind.CREATE and isinstance(error, DuplicateKey):
-        _adopt_by_update(write, error)
-        return AGAIN
+        write.duplicate = error  # its record is read back, and adopted or not (``_decide``)
+        return UNKNOWN
     if write.kind is Kind.UPDATE and write.duplicate is not None and isinstance(error, NotFound):
         write.error = write.duplicate  # the duplicate is another key of the record (alternate)
         return FAILED
@@ -315,12 +318,6 @@ def _judge(write: RemoteWrite, operation: Operation) -> str:
 def _done(write: RemoteWrite, record: dict[str, Any] | None) -> str:
     write.done, write.record, write.error = True, record, None
     return DONE
-
-
-def _adopt_by_update(write: RemoteWrite, duplicate: DuplicateKey) -> None:
-    """The key was generated for this write's object: the record that has it is the one an
-    earlier attempt created. It is sent the values again, as an update of any version."""
-    write.kind, write.etag, write.duplicate = Kind.UPDATE, None, duplicate
 
 
 def _settle(writes: list[RemoteWrite]) -> list[RemoteWrite]:
@@ -374,10 +371,18 @@ def _decide(write: RemoteWrite, record: dict[str, Any] | None) -> str:
         return _conflict(write, record)
     if write.kind is Kind.CREATE:
         if record is None:
-            return AGAIN
+            if write.duplicate is None:
+                return AGAIN
+            write.error = write.duplicate  # another key of the record (an alternate key)
+            return FAILED
         if holds(mapping, write.body or {}, record):
             return _done(write, record)
-        _adopt_by_update(write, DuplicateKey(f"{write.entity_set}({write.key}) exists already"))
+        if not created_so(write.target, record):
+            return _conflict(write, record)
+        # the key was generated for this write's object: an earlier attempt created the
+        # record, and nobody changed it since; it is sent the values again, as an update
+        write.kind, write.etag = Kind.UPDATE, record.get("@odata.etag")
+        write.duplicate = write.duplicate or DuplicateKey(f"{write.entity_set}({write.key}) exists")
         return AGAIN
     if record is None:
         write.error = write.duplicate or NotFound(

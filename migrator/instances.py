@@ -158,6 +158,24 @@ def stored_as(sent: Any, stored: Any) -> bool:
     return False
 
 
+def note_create(instance: CDMSModel | None, body: dict[str, Any]) -> None:
+    """Note the body of a create about to be sent for the instance: should a later create of
+    its key meet the record (this one's answer lost), ``created_so`` tells whether the record
+    is still as one of them left it."""
+    if instance is not None:
+        instance.__dict__.setdefault("_cdms_creates", []).append(body)
+
+
+def created_so(instance: CDMSModel | None, record: dict[str, Any]) -> bool:
+    """Whether the record holds what one of the instance's creates sent: nobody changed the
+    fields they wrote since, so sending the instance's values again overwrites nobody's
+    change. A record changed since is a conflict, as for an update."""
+    if instance is None:
+        return False
+    creates = instance.__dict__.get("_cdms_creates", ())
+    return any(holds(type(instance).cdms, body, record) for body in creates)
+
+
 def _key(value: Any) -> str | None:
     return None if value is None else key_of(value)
 

@@ -30,7 +30,7 @@ from cdms_api.errors import (
 
 from . import local, remote
 from .batches import Kind, RemoteWrite
-from .instances import give, holds, payload, snapshot
+from .instances import created_so, give, holds, note_create, payload, snapshot
 from .loader import record_values
 
 if TYPE_CHECKING:
@@ -86,15 +86,35 @@ def _update_of(instance: CDMSModel, update_fields: Any) -> RemoteWrite | None:
 def _create(instance: CDMSModel, body: dict[str, Any]) -> dict[str, Any]:
     """POST the record with the instance's key. The key was made for this instance when it
     was first saved, so a record that already has it is the one an earlier attempt created
-    (its answer lost): a retried save adopts it, sending the values again as an update."""
+    (its answer lost), or a bulk create whose read back failed: it is adopted (``_adopt``)."""
     mapping, client = instance.cdms, remote.client()
+    note_create(instance, body)
     try:
         return client.create(mapping.entity_set, body, key=instance.cdms_pk)
     except DuplicateKey as duplicate:
-        try:
-            return client.update(mapping.entity_set, instance.cdms_pk, body)
-        except NotFound:  # another key of the record is the duplicate (an alternate key)
-            raise duplicate from None
+        return _adopt(instance, body, duplicate)
+
+
+def _adopt(instance: CDMSModel, body: dict[str, Any], duplicate: DuplicateKey) -> dict[str, Any]:
+    """Adopt the record an earlier create of the instance made: as it is when it holds the
+    values sent; sent them again with ``If-Match`` on its ETag when nobody changed it since
+    (``instances.created_so``); ``PreconditionFailed`` when somebody did, with both versions
+    on the error, as for an update."""
+    mapping, client = instance.cdms, remote.client()
+    key = instance.cdms_pk
+    try:
+        record = client.get(mapping.entity_set, key, select=mapping.select)
+    except NotFound:  # another key of the record is the duplicate (an alternate key)
+        raise duplicate from None
+    if holds(mapping, body, record):
+        return record
+    if not created_so(instance, record):
+        error = PreconditionFailed(
+            f"{mapping.entity_set}({key}) changed remotely since it was created", status=412
+        )
+        error.sent, error.current = body, record
+        raise error
+    return client.update(mapping.entity_set, key, body, etag=record.get("@odata.etag"))
 
 
 def _updated(instance: CDMSModel, write: RemoteWrite) -> dict[str, Any]:

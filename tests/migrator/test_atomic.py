@@ -277,7 +277,8 @@ def test_a_block_failing_for_good_can_be_run_again(crm, rows, cdms_simulator):
 def test_a_block_run_again_after_its_create_was_applied_adopts_the_record(crm, cdms_simulator):
     """The changeset was applied, its answer lost, and the remote could not be read to find
     out: the block fails. Run again with the same instances (their keys kept), the create
-    meets its own record (412) and the changeset is sent again adopting it: one record."""
+    meets its own record, which is read back: changed by nobody since it was created, it is
+    adopted, the changeset sent again with an update of it: one record."""
     cdms_simulator.add_faults(
         {"method": "POST", "path": BATCH, "times": 1, "action": "apply_then_fail", "status": None},
         {"method": "GET", "path": "/accounts$", "times": None, "status": 500},
@@ -289,11 +290,34 @@ def test_a_block_run_again_after_its_create_was_applied_adopts_the_record(crm, c
     assert len(crm.find("accounts", "name", "Adopted")) == 1  # applied, though it failed
     assert not Organisation.objects.skip_cdms().filter(name="Adopted").exists()
     org.employees = 2
-    with assertNumRemoteCalls(2), migrator.atomic():
+    with assertNumRemoteCalls(3) as calls, migrator.atomic():
         org.save()
+    assert [call.method for call in calls.calls] == ["POST", "GET", "POST"]
     records = crm.find("accounts", "name", "Adopted")
     assert [(r["accountid"], r["numberofemployees"]) for r in records] == [(str(org.cdms_pk), 2)]
     crm.assert_in_sync(Organisation, str(org.cdms_pk))
+
+
+def test_a_block_run_again_does_not_overwrite_a_change_made_since_its_create(crm, cdms_simulator):
+    """As above, but another user changed the record the lost create made: run again, the
+    create meets a record that no longer holds what it sent -- a conflict (412), as for an
+    update, and their change stays."""
+    cdms_simulator.add_faults(
+        {"method": "POST", "path": BATCH, "times": 1, "action": "apply_then_fail", "status": None},
+        {"method": "GET", "path": "/accounts$", "times": None, "status": 500},
+    )
+    org = Organisation(name="Adopted", employees=1)
+    with pytest.raises(TransportError), migrator.atomic():
+        org.save()
+    cdms_simulator.clear_faults()
+    crm.client.update("accounts", str(org.cdms_pk), {"telephone1": "999"})
+    org.employees = 2
+    with pytest.raises(PreconditionFailed) as raised, migrator.atomic():
+        org.save()
+    assert raised.value.current["telephone1"] == "999"
+    [record] = crm.find("accounts", "name", "Adopted")
+    assert (record["telephone1"], record["numberofemployees"]) == ("999", 1)
+    assert not Organisation.objects.skip_cdms().filter(name="Adopted").exists()
 
 
 def test_plain_transaction_atomic_writes_each_save_at_once(crm):

@@ -14,7 +14,7 @@ import pytest
 from django.db.models import F
 
 import migrator
-from cdms_api.errors import CDMSError
+from cdms_api.errors import CDMSError, PreconditionFailed
 from core.models import Organisation
 from tests.secondapp.models import Address, Company
 
@@ -132,3 +132,32 @@ def test_a_fault_on_a_bulk_path_leaves_both_sides_in_step(crm, cdms_simulator, p
     if failed:  # run again once the remote is back: completes, each record made once
         operation.call()
         assert_in_step(crm, operation.model)
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["untouched", "changed-by-another"])
+def test_saving_an_object_whose_bulk_create_could_not_read_its_record_back(
+    crm, cdms_simulator, changed
+):
+    """``bulk_create`` created the record, but reading it back failed: the object has its key
+    and no ETag. Saved, it meets its own record and adopts it -- unless another user changed
+    the record since it was created: that change is not overwritten (412, as for an update)."""
+    cdms_simulator.add_faults({"method": "GET", "path": "/accounts", "times": None, "status": 500})
+    [org] = Organisation.objects.bulk_create([Organisation(name=PREFIX, employees=1, phone="1")])
+    cdms_simulator.clear_faults()
+    assert org.cdms_etag == ""
+    if changed:
+        crm.client.update("accounts", str(org.cdms_pk), {"telephone1": "999"})
+    org.employees = 2
+    if changed:
+        with pytest.raises(PreconditionFailed) as raised:
+            org.save()
+        assert raised.value.current["telephone1"] == "999"
+    else:
+        org.save()
+    record = crm.client.get("accounts", str(org.cdms_pk))
+    assert (record["telephone1"], record["numberofemployees"]) == (
+        ("999", 1) if changed else ("1", 2)
+    )
+    assert len(crm.find("accounts", "name", PREFIX)) == 1
+    if not changed:
+        crm.assert_in_sync(Organisation, str(org.cdms_pk))
