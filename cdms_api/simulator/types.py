@@ -7,6 +7,7 @@ Each type is a small class; ``TYPES`` maps the schema's type names to them.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import unicodedata
 import uuid
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 NAIVE_EPOCH = EPOCH.replace(tzinfo=None)
+#: "All date and time columns in Dataverse support values as early as 1/1/1753 12:00 AM."
+EARLIEST = dt.date(1753, 1, 1)
 
 
 class EdmType:
@@ -261,9 +264,12 @@ class DateType(EdmType):
         if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise type_error(prop, value)
         try:
-            return dt.date.fromisoformat(value).isoformat()
+            day = dt.date.fromisoformat(value)
         except ValueError:
             raise type_error(prop, value) from None
+        if day < EARLIEST:
+            raise too_early(prop, value)
+        return day.isoformat()
 
     def from_literal(self, prop, literal):
         return literal.py_val.isoformat()
@@ -277,7 +283,10 @@ class DateTimeOffsetType(EdmType):
     literals = (ast.DateTime, ast.Date)
 
     def from_json(self, prop, value):
-        return int(self._seconds(prop, value))
+        seconds = math.floor(self._seconds(prop, value))  # whole seconds: the fraction dropped
+        if seconds < EARLIEST_SECONDS:
+            raise too_early(prop, value)
+        return seconds
 
     def from_text(self, prop, text):
         # A bound to compare with keeps its fraction: 12:00:00.5 is after 12:00:00.
@@ -311,6 +320,18 @@ class DateTimeOffsetType(EdmType):
                 moment = moment.replace(tzinfo=dt.UTC)
         seconds = (moment - EPOCH).total_seconds()
         return int(seconds) if seconds.is_integer() else seconds
+
+
+EARLIEST_SECONDS = (dt.datetime.combine(EARLIEST, dt.time(), dt.UTC) - EPOCH).total_seconds()
+
+
+def too_early(prop, value) -> DataverseError:
+    return DataverseError(
+        400,
+        VALIDATION,
+        f"The value {value} of '{prop.name}' is outside the supported range: dates and times "
+        f"start at {EARLIEST.isoformat()}.",
+    )
 
 
 def now_seconds() -> int:

@@ -49,10 +49,10 @@ ROUND_TRIPS = [
     ("ratio", 0.1),
     ("flag", True),
     ("flag", False),
-    ("day", dt.date(1, 1, 1)),
+    ("day", dt.date(1753, 1, 1)),  # the earliest the CRM holds
     ("day", dt.date(9999, 12, 31)),
     ("day", dt.date(2024, 2, 29)),
-    ("moment", dt.datetime(1, 1, 1, tzinfo=UTC)),
+    ("moment", dt.datetime(1753, 1, 1, tzinfo=UTC)),
     ("moment", dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
     ("moment", dt.datetime(2024, 7, 1, 9, 30, tzinfo=ZoneInfo("Asia/Kolkata"))),
     ("moment", dt.datetime(2024, 3, 31, 1, 30, tzinfo=ZoneInfo("Europe/London"))),  # in the gap
@@ -101,6 +101,7 @@ def test_a_value_at_the_limits_round_trips(crm, field, value):
         ("amount", Decimal("1.005"), Decimal("1.00")),  # the CRM rounds half to even
         ("amount", Decimal("1.015"), Decimal("1.02")),
         ("moment", dt.datetime(2024, 1, 1, 12, 0, 0, 999999, tzinfo=UTC), None),
+        ("moment", dt.datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC), None),
     ],
     ids=repr,
 )
@@ -197,6 +198,8 @@ def test_a_naive_datetime_is_taken_in_the_current_time_zone(crm, settings):
         ("name", "x" * 101),  # beyond the column's length
         ("clock", dt.time(12, 0, 0, 5)),  # with microseconds: longer than the 8-character text
         ("ratio", float("nan")),
+        ("day", dt.date(1752, 12, 31)),  # before the earliest date the CRM holds
+        ("moment", dt.datetime(1752, 12, 31, 23, 59, 59, tzinfo=UTC)),
     ],
     ids=repr,
 )

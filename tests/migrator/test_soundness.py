@@ -244,6 +244,8 @@ INT32 = 2**31
         Q(founded_on__year__gte=9999),
         Q(founded_on__year__lte=9999),
         Q(founded_on__year=1),
+        Q(founded_on__year=1753),
+        Q(founded_on__lt=dt.date(1753, 1, 2)),
         Q(founded_on__lte=dt.date(9999, 12, 31)),
         Q(founded_on__gte=dt.date(1, 1, 1)),
     ],
@@ -251,7 +253,7 @@ INT32 = 2**31
 )
 def test_values_beyond_the_remote_types_range_answer_as_django(crm, condition):
     crm.add("Far Future Ltd", new_foundedon="9999-12-31", numberofemployees=2**31 - 1)
-    crm.add("Year One Ltd", new_foundedon="0001-01-01", numberofemployees=-(2**31))
+    crm.add("Earliest Ltd", new_foundedon="1753-01-01", numberofemployees=-(2**31))
     assert_answers_as_django(Organisation, condition)
 
 
@@ -263,6 +265,8 @@ def test_values_beyond_the_remote_types_range_answer_as_django(crm, condition):
         Q(moment__year=9999),
         Q(moment__year=1),
         Q(moment__date=dt.date(1, 1, 1)),
+        Q(moment__year=1753),
+        Q(moment__date=dt.date(1753, 1, 1)),
         Q(big__gt=2**63 - 1) | Q(big=2**63 - 1),
         Q(count__lt=-(2**31) - 1) | Q(count=-(2**31)),
     ],
@@ -270,7 +274,7 @@ def test_values_beyond_the_remote_types_range_answer_as_django(crm, condition):
 )
 def test_datetimes_and_big_integers_at_their_limits_answer_as_django(crm, condition):
     sample(crm, "Last", new_moment="9999-12-31T09:00:00Z", new_big=2**63 - 1)
-    sample(crm, "First", new_moment="0001-01-01T00:00:00Z", new_count=-(2**31))
+    sample(crm, "First", new_moment="1753-01-01T00:00:00Z", new_count=-(2**31))
     assert_answers_as_django(Sample, condition)
 
 

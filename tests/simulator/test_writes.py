@@ -336,6 +336,8 @@ def test_put_on_a_record_is_405(api):
         ({"industrycode": 0}, "0x8004431a"),
         ({"nosuchcolumn": 1}, "0x80048d19"),
         ({"_parentaccountid_value": str(uuid.uuid4())}, "0x80048d19"),
+        ({"new_foundedon": "1752-12-31"}, "0x80044331"),
+        ({"overriddencreatedon": "1752-12-31T23:59:59Z"}, "0x80044331"),
     ],
     ids=[
         "name-too-long",
@@ -346,6 +348,8 @@ def test_put_on_a_record_is_405(api):
         "option-zero",
         "unknown-property",
         "lookup-value-property",
+        "date-before-1753",
+        "datetime-before-1753",
     ],
 )
 def test_invalid_values_are_400_with_the_dataverse_code(api, body, code):
@@ -353,6 +357,16 @@ def test_invalid_values_are_400_with_the_dataverse_code(api, body, code):
     response = api.post(api.base + "accounts", json={"name": "Invalid", **body})
     assert error(response) == (400, code)
     assert count(api) == before
+
+
+def test_dates_and_times_start_in_1753_and_keep_whole_seconds(api):
+    """Dataverse supports dates and times from 1/1/1753; it drops the fraction of a second,
+    before 1970 too (toward the earlier second)."""
+    body = {"new_foundedon": "1753-01-01", "overriddencreatedon": "1969-12-31T23:59:59.5Z"}
+    key = create(api, {"name": "Earliest", **body})
+    record = api.get(f"{api.base}accounts({key})").json()
+    assert record["new_foundedon"] == "1753-01-01"
+    assert record["createdon"] == "1969-12-31T23:59:59Z"
 
 
 @pytest.mark.parametrize(
