@@ -92,7 +92,9 @@ class StringType(EdmType):
             raise type_error(prop, value)
         if "\x00" in value:
             raise invalid_body(f"The value of '{prop.name}' contains a NUL character.")
-        if prop.max_length is not None and len(value) > prop.max_length:
+        # the length in UTF-16 code units, as SQL Server's nvarchar(n) and .NET count it: a
+        # character beyond U+FFFF takes two
+        if prop.max_length is not None and len(value.encode("utf-16-le")) // 2 > prop.max_length:
             raise DataverseError(
                 400,
                 VALIDATION,

@@ -59,7 +59,7 @@ ROUND_TRIPS = [
     ("clock", dt.time(0, 0)),
     ("clock", dt.time(23, 59, 59)),
     ("name", "Rocket \U0001f680 \U0001d11e Ltd"),  # 4-byte characters
-    ("name", "\U0001f680" * 100),  # the column's length, in characters
+    ("name", "\U0001f680" * 50),  # the column's length in UTF-16 units: two each
     ("name", "Straße \u0130stanbul \u0131 \u017f \u212a"),  # case-folding specials
     ("name", "100% [a]_b 'quoted' \"double\" \\back"),
     ("name", ""),
@@ -196,6 +196,7 @@ def test_a_naive_datetime_is_taken_in_the_current_time_zone(crm, settings):
         ("count", -(2**31) - 1),
         ("amount", Decimal("10000000000.00")),  # 13 digits: beyond the column's precision
         ("name", "x" * 101),  # beyond the column's length
+        ("name", "\U0001f680" * 51),  # 51 characters, 102 UTF-16 units: beyond it too
         ("clock", dt.time(12, 0, 0, 5)),  # with microseconds: longer than the 8-character text
         ("ratio", float("nan")),
         ("day", dt.date(1752, 12, 31)),  # before the earliest date the CRM holds

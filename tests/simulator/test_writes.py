@@ -329,6 +329,7 @@ def test_put_on_a_record_is_405(api):
     "body, code",
     [
         ({"name": "x" * 161}, "0x80044331"),
+        ({"name": "\U0001f680" * 81}, "0x80044331"),  # 162 UTF-16 units
         ({"telephone1": "9" * 51}, "0x80044331"),
         ({"numberofemployees": 2**31}, "0x80044331"),
         ({"numberofemployees": -(2**31) - 1}, "0x80044331"),
@@ -341,6 +342,7 @@ def test_put_on_a_record_is_405(api):
     ],
     ids=[
         "name-too-long",
+        "name-too-long-in-utf16-units",
         "phone-too-long",
         "int32-too-big",
         "int32-too-small",
