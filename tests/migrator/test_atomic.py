@@ -274,11 +274,9 @@ def test_a_block_failing_for_good_can_be_run_again(crm, rows, cdms_simulator):
     crm.assert_in_sync(Organisation, str(org.cdms_pk))
 
 
-def test_a_block_run_again_after_its_create_was_applied_adopts_the_record(crm, cdms_simulator):
-    """The changeset was applied, its answer lost, and the remote could not be read to find
-    out: the block fails. Run again with the same instances (their keys kept), the create
-    meets its own record, which is read back: changed by nobody since it was created, it is
-    adopted, the changeset sent again with an update of it: one record."""
+def created_in_a_block_that_failed(cdms_simulator) -> Organisation:
+    """An organisation saved in a block whose changeset was applied, its answer lost, and the
+    remote could not be read to find out: the block failed, the record exists."""
     cdms_simulator.add_faults(
         {"method": "POST", "path": BATCH, "times": 1, "action": "apply_then_fail", "status": None},
         {"method": "GET", "path": "/accounts$", "times": None, "status": 500},
@@ -287,6 +285,15 @@ def test_a_block_run_again_after_its_create_was_applied_adopts_the_record(crm, c
     with pytest.raises(TransportError), migrator.atomic():
         org.save()
     cdms_simulator.clear_faults()
+    return org
+
+
+def test_a_block_run_again_after_its_create_was_applied_adopts_the_record(crm, cdms_simulator):
+    """The changeset was applied, its answer lost, and the remote could not be read to find
+    out: the block fails. Run again with the same instances (their keys kept), the create
+    meets its own record, which is read back: changed by nobody since it was created, it is
+    adopted, the changeset sent again with an update of it: one record."""
+    org = created_in_a_block_that_failed(cdms_simulator)
     assert len(crm.find("accounts", "name", "Adopted")) == 1  # applied, though it failed
     assert not Organisation.objects.skip_cdms().filter(name="Adopted").exists()
     org.employees = 2
@@ -302,14 +309,7 @@ def test_a_block_run_again_does_not_overwrite_a_change_made_since_its_create(crm
     """As above, but another user changed the record the lost create made: run again, the
     create meets a record that no longer holds what it sent -- a conflict (412), as for an
     update, and their change stays."""
-    cdms_simulator.add_faults(
-        {"method": "POST", "path": BATCH, "times": 1, "action": "apply_then_fail", "status": None},
-        {"method": "GET", "path": "/accounts$", "times": None, "status": 500},
-    )
-    org = Organisation(name="Adopted", employees=1)
-    with pytest.raises(TransportError), migrator.atomic():
-        org.save()
-    cdms_simulator.clear_faults()
+    org = created_in_a_block_that_failed(cdms_simulator)
     crm.client.update("accounts", str(org.cdms_pk), {"telephone1": "999"})
     org.employees = 2
     with pytest.raises(PreconditionFailed) as raised, migrator.atomic():
