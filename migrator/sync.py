@@ -30,7 +30,7 @@ from django.db import models, transaction
 from django.db.models.expressions import Col, RawSQL
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.query import Query
-from django.db.models.sql.where import ExtraWhere
+from django.db.models.sql.where import ExtraWhere, WhereNode
 
 from cdms_api import odata
 from cdms_api.client import Top
@@ -571,7 +571,7 @@ def window_etags(query: Query) -> dict[str, str]:
     window = local_query(query)
     if window.group_by is not None or window.distinct_fields:
         window.group_by = None
-        window.where = window.where.split_having_qualify()[0]
+        window.where = window.where.split_having_qualify()[0] or WhereNode()  # all HAVING
         window.distinct_fields = ()
         window.clear_ordering(force=True)
         window.clear_limits()

@@ -23,6 +23,7 @@ along with the records it reads; one-to-many relations and subqueries are in ``r
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from urllib.parse import quote
 from django.db import connections, models, router
 from django.db.models import lookups as django_lookups
 from django.db.models.expressions import Col, ColPairs
-from django.db.models.functions import TruncDate
+from django.db.models.functions import ExtractIsoYear, TruncDate
 from django.db.models.sql.datastructures import Join
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import NothingNode, WhereNode
@@ -410,11 +411,13 @@ def compare(t: Translator, lookup, negated: bool) -> odata.Node:
     if value is None:
         node = null_of(left, True, negated) if op == "eq" else odata.FALSE
         return empty_text(left) if left.is_text and lookup.rhs == "" else node
+    if not _comparable(value):
+        raise Unsupported(f"{left.field.name} compared with {value}, which has no OData literal")
     if side := left.beyond_range(value):
         # No remote value lies beyond its type's range: such a comparison is false of every
         # record, or true of every one that has a value. Django may make the latter true of
         # every row, nulls included (PostgreSQL drops the condition): all records are read.
-        true_of_all = (side > 0) == (op in ("lt", "le"))
+        true_of_all = op != "eq" and (side > 0) == (op in ("lt", "le"))
         return odata.TRUE if true_of_all else odata.FALSE
     if lookup.lookup_name == "iexact" and t.folds and folded(value) != value:
         prop = odata.Prop(left.path)
@@ -422,6 +425,11 @@ def compare(t: Translator, lookup, negated: bool) -> odata.Node:
             folded(value), pattern=True
         )
     return odata.Compare(left.path, op, value)
+
+
+def _comparable(value: Any) -> bool:
+    """A value a remote comparison can hold: not null, and no NaN or infinity."""
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
 
 
 @renders(*STRING_MATCHES)
@@ -478,6 +486,8 @@ def between(t: Translator, lookup, negated: bool) -> odata.Node:
     if not lookup.rhs_is_direct_value():
         raise Unsupported(f"a range on {left.field.name} with expressions")
     low, high = left.remote_values(list(lookup.rhs))
+    if not (_comparable(low) and _comparable(high)):
+        raise Unsupported(f"a range on {left.field.name} with a null or non-finite bound")
     if left.beyond_range(low) > 0 or left.beyond_range(high) < 0:
         return odata.FALSE
     prop = odata.Prop(left.path)
@@ -491,8 +501,9 @@ def between(t: Translator, lookup, negated: bool) -> odata.Node:
 @renders("isnull")
 def is_null(t: Translator, lookup, negated: bool) -> odata.Node:
     left = t.operand(lookup.lhs)
-    if left.is_text and not left.field.null:
-        # a remote null reads as a local "": the column is null only where a join finds no row
+    if (left.is_text and not left.field.null) or left.reads_null_as_default:
+        # a remote null reads as a local "" (or the field's default): the column is null only
+        # where a join finds no row
         if not left.navigated:
             return odata.FALSE if lookup.rhs else odata.TRUE
         if negated == bool(lookup.rhs):  # a remote null would stand for a missing row
@@ -570,6 +581,8 @@ def _span(t: Translator, lookup, start: Any, end: Any | None) -> odata.Node:
 def year(t: Translator, lookup, negated: bool) -> odata.Node:
     if not lookup.rhs_is_direct_value():
         raise Unsupported("a year compared with an expression")
+    if isinstance(lookup.lhs, ExtractIsoYear):  # Django registers its year lookups on it too
+        raise Unsupported("an ISO year, whose bounds are no calendar year's")
     first = dt.date(int(lookup.rhs), 1, 1)  # as Django, a year beyond 1..9999 is a ValueError
     after = _next(first, years=1)
     if isinstance(base_column(lookup.lhs).target, models.DateTimeField):

@@ -12,10 +12,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import NOT_PROVIDED, Q
+from django.db.models import NOT_PROVIDED, Count, Q
 
 from cdms_api.errors import CDMSError, CDMSNotSupported
 from core.models import Contact, Organisation
+from migrator import remote
 from migrator.loader import RemoteNullWarning
 from migrator.sync import SyncLimitWarning
 from migrator.testing import assertNumRemoteCalls
@@ -240,6 +241,8 @@ INT32 = 2**31
         Q(employees__range=(-(2**40), 2**40)),
         Q(employees__range=(INT32, 2**40)),
         ~Q(employees=INT32),
+        ~Q(employees=-INT32 - 1),
+        Q(employees=-INT32 - 1),
         Q(founded_on__year=9999),
         Q(founded_on__year__gte=9999),
         Q(founded_on__year__lte=9999),
@@ -317,6 +320,65 @@ def test_a_value_too_long_for_any_request_is_relaxed(crm, synced):
 def test_a_remote_null_in_a_field_with_a_default_reads_as_the_default(crm):
     key = crm.add("Nobody Counted Ltd")["accountid"]
     assert Company.objects.get(cdms_pk=key).headcount == 0
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [Q(headcount__isnull=False), Q(headcount__isnull=True), ~Q(headcount__isnull=True)],
+    ids=str,
+)
+def test_isnull_on_a_field_that_reads_a_remote_null_as_its_default(crm, condition):
+    crm.add("Nobody Counted Ltd")
+    assert_answers_as_django(Company, condition)
+
+
+@pytest.fixture
+def full_reads(settings):
+    """Whole-set reads allowed: conditions the remote cannot express are relaxed, and the
+    local database answers them."""
+    settings.CDMS = {**settings.CDMS, "ALLOW_FULL_READS": True}
+    remote.reset()
+
+
+@pytest.mark.usefixtures("full_reads")
+@pytest.mark.parametrize(
+    "condition",
+    [
+        Q(employees__range=(None, 5)),
+        ~Q(employees__range=(None, 5)),
+        Q(founded_on__iso_year=2009),
+        ~Q(founded_on__iso_year=2009),
+        Q(founded_on__iso_year__gte=2010),
+    ],
+    ids=str,
+)
+def test_conditions_the_remote_cannot_express_are_relaxed_and_answer_as_django(crm, condition):
+    crm.add("New Year Ltd", new_foundedon="2010-01-01", numberofemployees=3)  # ISO year 2009
+    assert_answers_as_django(Organisation, condition)
+
+
+@pytest.mark.usefixtures("full_reads")
+@pytest.mark.parametrize(
+    "condition",
+    [
+        Q(ratio=float("nan")),
+        ~Q(ratio=float("nan")),
+        Q(ratio__lt=float("inf")),
+        Q(ratio__gt=float("-inf")),
+        Q(ratio__range=(float("-inf"), 0.5)),
+    ],
+    ids=str,
+)
+def test_comparisons_with_non_finite_floats_answer_as_django(crm, condition):
+    sample(crm, "Half", new_ratio=0.25)
+    sample(crm, "Unknown")
+    assert_answers_as_django(Sample, condition)
+
+
+@pytest.mark.usefixtures("full_reads")
+def test_a_grouped_read_whose_conditions_are_all_aggregates(crm):
+    answer = set(orgs.annotate(n=Count("subsidiaries")).filter(n__gt=0).values_list("name", "n"))
+    assert answer == {(ACME, 1)}
 
 
 def test_a_remote_null_a_field_cannot_hold_does_not_fail_the_read(crm, monkeypatch):
