@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import simplejson
 
@@ -231,10 +231,14 @@ class CDMSClient:
         from now on. With a delta link: the records created or changed since and the keys of
         those deleted (``Page.deleted``), then the next delta link. With a page's
         ``next_link``: the same read, on from that page (a read resumed where it stopped).
-        ``ChangeTrackingNotEnabled`` when the table does not track changes, ``ChangesExpired``
-        when the link is too old."""
+        ``select`` with a delta link replaces the link's own: the changes come with the
+        properties asked for now, whichever read the link came from (one of keys alone, or
+        before a property was mapped). ``ChangeTrackingNotEnabled`` when the table does not
+        track changes, ``ChangesExpired`` when the link is too old."""
         headers = {"Prefer": "odata.track-changes," + _prefer(self.page_size)}
         params = None if link else _query_options(select=select)
+        if link and select and _is_delta_link(link):
+            link = _with_select(link, select)
         return self._follow(link or entity_set, params, headers, tracked=True)
 
     def pages(
@@ -775,6 +779,20 @@ def _prefer(page_size: int | None) -> str:
 
 def _encoded_length(text: str) -> int:
     return len(quote(text, safe=""))
+
+
+def _is_delta_link(link: str) -> bool:
+    """A delta link, not a page of a read: it holds a ``$deltatoken`` and no ``$skiptoken``."""
+    query = urlsplit(link).query
+    return "$deltatoken=" in query and "$skiptoken=" not in query
+
+
+def _with_select(link: str, select: Iterable[str]) -> str:
+    """``link`` with its ``$select`` replaced (or added); the rest of it as it was."""
+    value = "$select=" + quote(",".join(select), safe=",")
+    parts = urlsplit(link)
+    query = [q for q in parts.query.split("&") if q and not q.startswith("$select=")]
+    return urlunsplit(parts._replace(query="&".join([value, *query])))
 
 
 def _query_options(

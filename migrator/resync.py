@@ -270,7 +270,9 @@ class Run:
         state = self.state
         if state.mode == Mode.CHANGES:
             return self.client.change_pages(
-                self.mapping.entity_set, link=state.checkpoint or state.delta_link
+                self.mapping.entity_set,
+                select=self.mapping.select,
+                link=state.checkpoint or state.delta_link,
             )
         overlap = timedelta(seconds=remote.setting("WATERMARK_OVERLAP_S", 120))
         return self.client.modified_pages(

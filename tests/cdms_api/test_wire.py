@@ -80,6 +80,29 @@ def test_a_change_tracking_page_without_a_next_or_delta_link_is_malformed(client
 
 
 @responses.activate
+@pytest.mark.parametrize(
+    ("link", "sent"),
+    [
+        (
+            "accounts?$select=accountid,createdon&$deltatoken=9!1",
+            "$select=accountid,name&$deltatoken=9!1",
+        ),
+        ("accounts?$deltatoken=9", "$select=accountid,name&$deltatoken=9"),
+        # a page of a read goes on as it began
+        (
+            "accounts?$select=accountid&$deltatoken=9&$skiptoken=x",
+            "$select=accountid&$deltatoken=9&$skiptoken=x",
+        ),
+    ],
+)
+def test_a_delta_link_is_followed_with_the_properties_asked_for_now(client, link, sent):
+    token(responses)
+    responses.add(responses.GET, f"{BASE}accounts", json={"value": [], "@odata.deltaLink": "x"})
+    list(client.change_pages("accounts", select=["accountid", "name"], link=BASE + link))
+    assert responses.calls[-1].request.url == f"{BASE}accounts?{sent}"
+
+
+@responses.activate
 def test_deleted_entries_are_told_apart_by_reason_or_context(client):
     token(responses)
     other = "0f8fad5b-d9cb-469f-a165-70867728950e"

@@ -94,7 +94,12 @@ def test_a_partitioned_full_resync_reads_each_range_and_merges(cdms_simulator, c
     assert not SyncPartition.objects.exists() and not SeenKey.objects.exists()
 
     crm.update("accounts", crm.iter("accounts", top=1).__next__()["accountid"], {"name": "New"})
+    created = crm.create("accounts", {"name": "Created later", "numberofemployees": 5})
     assert resync(Organisation).kinds == ("incremental",)  # the delta link carries on
+    # with every mapped property, though the plan's own read asked for keys alone
+    row = Organisation.objects.skip_cdms().get(cdms_pk=created["accountid"])
+    assert (row.name, row.employees, row.cdms_etag) == ("Created later", 5, created["@odata.etag"])
+    assert Organisation.objects.skip_cdms().filter(name="New").count() == 1
 
 
 def test_the_ranges_hold_about_equal_shares(cdms_simulator, crm):
