@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import simplejson
 
@@ -785,6 +785,12 @@ def _is_delta_link(link: str) -> bool:
     """A delta link, not a page of a read: it holds a ``$deltatoken`` and no ``$skiptoken``."""
     query = urlsplit(link).query
     return "$deltatoken=" in query and "$skiptoken=" not in query
+
+
+def selected(link: str) -> list[str]:
+    """The properties a read's link (a next or delta link) asks for: its ``$select``."""
+    values = parse_qs(urlsplit(link).query).get("$select")
+    return values[0].split(",") if values else []
 
 
 def _with_select(link: str, select: Iterable[str]) -> str:

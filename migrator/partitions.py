@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from cdms_api import odata
 from cdms_api.client import Page
-from cdms_api.errors import ChangeTrackingNotEnabled
+from cdms_api.errors import ChangesExpired, ChangeTrackingNotEnabled
 from cdms_api.governor import background
 
 from .inbound import write_page
@@ -118,6 +118,11 @@ class PartitionedRun(Run):
             self.without_change_tracking()
             state.watermark = state.run_started_at
             self.begin(Phase.FULL)
+            self.read_keys(self.keys_pages(), sample)
+        except ChangesExpired:  # the link of a plan that stopped: the read begins again
+            state.note = self.expired()
+            self.begin(Phase.FULL)
+            sample = Sample()
             self.read_keys(self.keys_pages(), sample)
         cuts = sample.cuts(ranges)
         bounds = [None, *cuts, None]

@@ -38,7 +38,7 @@ from dateutil.parser import isoparse
 from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
-from cdms_api.client import Page
+from cdms_api.client import Page, selected
 from cdms_api.errors import CDMSError, ChangesExpired, ChangeTrackingNotEnabled
 from cdms_api.governor import background
 
@@ -244,7 +244,10 @@ class Run:
         state = self.state
         self.kinds.append("full")
         if not state.read_done:
-            link = state.checkpoint or None
+            # a checkpoint of another read (a partitioned run's read of keys alone, stopped
+            # before its ranges were cut; one from before a field was mapped) is not gone on
+            # from: the read begins again
+            link = state.checkpoint if selected(state.checkpoint) == self.mapping.select else None
             try:
                 if state.mode == Mode.CHANGES:
                     pages = self.client.change_pages(

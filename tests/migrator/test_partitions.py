@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from cdms_api.errors import ServerError
 from core.models import Organisation
 from core.workers import worker_process
 from migrator import partitions, remote
@@ -19,6 +20,7 @@ from migrator.resync import resync
 from migrator.state import SeenKey, SyncPartition, SyncState
 from migrator.tasks import resync_partitioned
 from migrator.testing import assertNumRemoteCalls
+from tests.migrator.crm import CRM
 from tests.migrator.test_worker_process import wait_for
 from tests.resync_support import (
     TEST_REDIS_URL,
@@ -181,3 +183,38 @@ def test_cdms_resync_full_with_partitions_in_this_process(cdms_simulator, crm):
     assert local_state(Organisation) == remote_state(crm, "accounts")
     with pytest.raises(CommandError, match="with --full"):
         call_command("cdms_resync", "--partitions", "3", stdout=out)
+
+
+def plan_stopped_after_its_first_page(cdms_simulator) -> None:
+    """A plan whose read of keys failed on its second page: its checkpoint is a link of that
+    read, and no range was cut yet."""
+    cdms_simulator.add_faults(
+        {"method": "GET", "path": "/accounts$", "action": "pass", "times": 1},
+        {"method": "GET", "path": "/accounts$", "status": 500, "times": None},
+    )
+    with pytest.raises(ServerError):
+        partitions.plan(Organisation, 3)
+    cdms_simulator.clear_faults()
+    state = SyncState.objects.get(model="core.Organisation")
+    assert state.checkpoint and not state.partitions.exists()
+
+
+def test_an_ordinary_resync_after_a_plan_that_stopped_reads_every_property(cdms_simulator, crm):
+    """The plan's checkpoint reads keys alone: a full resync does not go on from it."""
+    load(cdms_simulator, "accounts", migrated_accounts(30))
+    plan_stopped_after_its_first_page(cdms_simulator)
+    resync(Organisation)
+    keys = remote_state(crm, "accounts")
+    assert local_state(Organisation) == keys
+    CRM(crm).assert_all_in_sync(Organisation, keys)
+
+
+def test_a_plan_that_stopped_begins_again_once_its_link_expired(cdms_simulator, crm):
+    load(cdms_simulator, "accounts", migrated_accounts(30))
+    plan_stopped_after_its_first_page(cdms_simulator)
+    cdms_simulator.expire_changes("accounts")
+    outcome = partitions.resync_partitioned(Organisation, 3)
+    assert outcome.ran and "expired" in outcome.note
+    keys = remote_state(crm, "accounts")
+    assert local_state(Organisation) == keys
+    CRM(crm).assert_all_in_sync(Organisation, keys)
