@@ -43,6 +43,7 @@ from cdms_api.client import MAX_URL_LENGTH
 
 from .converters import converter_for
 from .folding import folded, folding_differs
+from .loader import stored_only
 from .mapping import FieldMap
 from .operands import (
     Operand,
@@ -114,9 +115,13 @@ class Translator(RelationConditions):
     def translate(self) -> RemotePlan:
         where = self.query.where
         node = self.walk(where, negations=0) if where.children else odata.TRUE
-        orderby, top, storable, halves = self.ordering()
+        orderby, top, halves = self.ordering()
         if top is not None:  # the first records must be ones the loader can store
-            node = odata.and_(node, *storable)
+            storable = stored_only(mapping_of(self.model))
+            if storable is None:  # which those are cannot be told remotely: every match
+                top = halves = None
+            else:
+                node = odata.and_(node, *storable)
         keys = self.key_set(node)
         refresh = forward_joins(self.query)
         backfill = list(dict.fromkeys([*self.backfill, *reverse_joins(self.query)]))
@@ -238,10 +243,10 @@ class Translator(RelationConditions):
         return Operand("/".join([*navigation, fm.remote]), target, "field", fm, bool(navigation))
 
     # ordering and slicing -----------------------------------------------------------------------
-    def ordering(self) -> tuple[list[str], int | None, list[odata.Node], Halves | None]:
+    def ordering(self) -> tuple[list[str], int | None, Halves | None]:
         """``$orderby`` for the mapped ordering fields, and ``$top`` for a slice when the
-        remote can order exactly as the local query does, with the conditions that keep out
-        of the first records those the loader cannot store, and the ``halves`` of a nullable
+        remote can order exactly as the local query does (``translate`` then keeps out of
+        the first records those the loader cannot store), and the ``halves`` of a nullable
         first field where the local database sorts nulls highest. A random order (``'?'``) is
         the local database's: the filtered read is made whole, and the local query orders."""
         query = self.query
@@ -251,9 +256,8 @@ class Translator(RelationConditions):
         # $top is sound only if the remote returns exactly the true matches and orders them
         # exactly as the local database: not text (another collation), not a null read as a
         # default (it sorts elsewhere remotely), not lookups (GUIDs vs local ids); nulls sort
-        # lowest remotely, highest on some databases (``halves``). A remote null in a non-null
-        # field without a default cannot be stored: those records are left out of the read.
-        orderby, complete, storable, nullable = [], self.exact, [], []
+        # lowest remotely, highest on some databases (``halves``).
+        orderby, complete, nullable = [], self.exact, []
         for name in names:
             fm = None
             if isinstance(name, str):
@@ -270,15 +274,13 @@ class Translator(RelationConditions):
                 complete = False
             if fm.field.null:
                 nullable.append(fm)
-            else:
-                storable.append(odata.Prop(fm.remote).ne(None))
         plain = not (query.distinct or query.group_by or query.combinator)
         top = query.high_mark if query.high_mark is not None and complete and plain else None
         halves = None
         if top is not None and nullable and not self.nulls_as_remote:
             halves = halves_of(orderby, nullable)
             top = top if halves else None
-        return orderby, top, storable, halves
+        return orderby, top, halves
 
     @staticmethod
     def orders_as_remote(fm: FieldMap) -> bool:

@@ -381,6 +381,24 @@ def test_a_grouped_read_whose_conditions_are_all_aggregates(crm):
     assert answer == {(ACME, 1)}
 
 
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        (lambda qs: qs.exists(), True),
+        (lambda qs: [s.name for s in qs.order_by("count")[:1]], ["Stored"]),
+        (lambda qs: [s.name for s in qs.order_by("-big")[:2]], ["Stored"]),
+    ],
+    ids=["exists", "slice", "reversed-slice"],
+)
+def test_a_limited_read_spends_its_records_on_ones_that_can_be_stored(crm, read, expected):
+    """A record holding null in a field that cannot hold it (no default) is left out of every
+    read: the first records a ``$top`` asks for are ones the loader stores."""
+    for i in range(20):
+        sample(crm, f"Unstorable {i}", new_rank=None, new_count=i % 2, new_big=10 + i)
+    sample(crm, "Stored", new_count=1, new_big=1)
+    assert read(Sample.objects.filter(count__gte=0, big__gte=1)) == expected
+
+
 def test_a_remote_null_a_field_cannot_hold_does_not_fail_the_read(crm, monkeypatch):
     """Without a default the record cannot be stored: it is left out, with a warning that
     names it; the rest of the read goes on (``manage.py check`` warns of such fields)."""
