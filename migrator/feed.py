@@ -42,8 +42,8 @@ _checked_here: dict[str, float] = {}  # its Redis key -> the last check this pro
 
 
 class FeedTimeout(CDMSError):
-    """A changes-backed read waited ``CDMS["FEED_WAIT_S"]`` for a resync of its model to end;
-    nothing was read."""
+    """A changes-backed read waited ``CDMS["FEED_WAIT_S"]`` for a resync of its model to end,
+    or found a partitioned full resync of it in progress; nothing was read."""
 
 
 def reads_changes(model: type[models.Model]) -> bool:
@@ -78,7 +78,9 @@ def catch_up(model: type[models.Model]) -> None:
                 label,
             )
             progress = functools.partial(_log_progress, label)
-        resync_held(model, progress=progress, state=state)
+        outcome = resync_held(model, progress=progress, state=state)
+        if not outcome.ran:  # a partitioned full resync: its table is half filled until it ends
+            raise FeedTimeout(f"{label}: no read while {outcome.note}")
         _note_check(label, checked)
 
 

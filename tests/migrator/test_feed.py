@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import feed as feed_module
-from migrator import remote
+from migrator import partitions, remote
 from migrator.state import SyncState
 from migrator.testing import assertNumRemoteCalls
 from tests.migrator.crm import names
@@ -145,6 +145,16 @@ def test_another_process_shares_the_check_through_redis(filled, settings, monkey
     monkeypatch.setattr(feed_module, "_checked_here", {})
     with assertNumRemoteCalls(0):
         assert names(orgs.all()) == ALL
+
+
+def test_a_read_during_a_partitioned_full_resync_is_refused(feed, filled):
+    """Its ranges fill the table over hours: a read neither answers from the half-filled
+    table nor waits that long."""
+    partitions.plan(Organisation, 2)
+    with pytest.raises(feed_module.FeedTimeout, match="partitioned full resync is in progress"):
+        orgs.count()
+    partitions.resync_partitioned(Organisation, 2)  # its ranges read, and merged
+    assert orgs.count() == len(ALL)
 
 
 def test_an_expired_delta_link_refills_the_table(crm, feed, filled, caplog):
