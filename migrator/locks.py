@@ -11,6 +11,7 @@ they are nothing to other processes."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -19,6 +20,7 @@ from types import TracebackType
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from cdms_api.errors import CDMSError
 from cdms_api.extras import MissingExtra
 
 from .remote import setting
@@ -35,6 +37,25 @@ DEFAULT_TTL_S = 60.0
 MEMORY = "memory://"
 _in_process: dict[str, threading.Lock] = {}
 _in_process_guard = threading.Lock()
+
+
+class LockLost(CDMSError):
+    """The resync lock expired while its run went on (not renewed within its TTL: a stalled
+    worker, a Redis restart). Another run may have begun: this one stops before it writes
+    anything more, and leaves the model's state to the run that holds the lock."""
+
+
+_held: contextvars.ContextVar[ResyncLock | None] = contextvars.ContextVar(
+    "cdms_resync_lock", default=None
+)
+
+
+def ensure_held() -> None:
+    """``LockLost`` when the resync lock this thread took last is no longer its own: called
+    before each write of a run (its pages, its deletes)."""
+    lock = _held.get()
+    if lock is not None and not lock.owned():
+        raise LockLost(f"lost the lock {lock.name}: another resync may have begun")
 
 
 def lock_url() -> str:
@@ -73,12 +94,22 @@ class ResyncLock:
         self._every, self._wait_s = ttl / 3, wait_s
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._token: contextvars.Token | None = None
+
+    @property
+    def name(self) -> str:
+        return self._lock.name
+
+    def owned(self) -> bool:
+        """Whether this lock is still this holder's (one Redis round trip)."""
+        return self._lock.owned()
 
     def __enter__(self) -> bool:
         if not self._lock.acquire(blocking=self._wait_s > 0, blocking_timeout=self._wait_s):
             return False
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="cdms-lock")
         self._renewer.start()
+        self._token = _held.set(self)
         return True
 
     def _renew(self) -> None:
@@ -97,6 +128,7 @@ class ResyncLock:
     ) -> None:
         if self._renewer is None:
             return
+        _held.reset(self._token)
         self._stop.set()
         self._renewer.join()
         with contextlib.suppress(LockError):  # lost, and said so
@@ -117,6 +149,9 @@ class _ProcessLock:
 
     def reacquire(self) -> None:
         """Never expires: nothing to renew."""
+
+    def owned(self) -> bool:
+        return True
 
     def release(self) -> None:
         self._lock.release()

@@ -44,7 +44,7 @@ from cdms_api.governor import background
 
 from . import remote, tombstones
 from .inbound import delete_rows, write_page
-from .locks import ResyncLock
+from .locks import LockLost, ResyncLock, ensure_held
 from .state import SyncState, forget_seen, mark_seen, unseen
 from .synced import synced_models
 
@@ -229,8 +229,12 @@ class Run:
         logger.info("%s: %s begins", self.label, state.get_phase_display())
 
     def failed(self, error: BaseException) -> None:
-        """Record the error (the run's checkpoint stays: the next run goes on from it)."""
+        """Record the error (the run's checkpoint stays: the next run goes on from it); a
+        run that lost its lock leaves the state to the run that holds it."""
         state = self.state
+        if isinstance(error, LockLost):
+            logger.error("%s: resync stopped: %s", self.label, error)
+            return
         state.status = Status.FAILED
         state.last_error = f"{type(error).__name__}: {error}"
         logger.error("%s: resync failed: %s", self.label, state.last_error)
@@ -331,6 +335,7 @@ class Run:
             self.progress(state.records_done, total)
         for page in pages:
             with transaction.atomic():
+                ensure_held()
                 if write:
                     written = write_page(self.model, page.records, page.deleted)
                     state.created += len(written.created)
@@ -362,6 +367,7 @@ class Run:
 
     def delete_unseen(self) -> None:
         state = self.state
+        ensure_held()
         gone = delete_rows(self.model, unseen(self.model, state))
         if gone:
             logger.info("%s: %d local rows whose record is gone deleted", self.label, gone)

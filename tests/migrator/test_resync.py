@@ -14,7 +14,7 @@ from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import remote, signals
 from migrator.inbound import write_page
-from migrator.locks import ResyncLock
+from migrator.locks import LockLost, ResyncLock, lock_url, redis_client
 from migrator.resync import resync, synced_models
 from migrator.state import SeenKey, SyncState
 from migrator.testing import assertNumRemoteCalls
@@ -221,6 +221,31 @@ def test_a_locked_resync_returns_at_once_saying_so():
         outcome = resync(Organisation)
     assert not outcome.ran and "running already" in str(outcome)
     assert not SyncState.objects.filter(model="core.Organisation").exists()
+
+
+def test_a_run_that_lost_its_lock_stops_writing_and_leaves_the_state_to_the_next(
+    cdms_simulator, remote_client, settings
+):
+    """The lock expired under a stalled run (here: taken from it); a second full resync
+    began, and forgot the keys the first had seen. The first stops at its next page, before
+    it could delete rows whose keys it no longer has as seen."""
+    load(cdms_simulator, "accounts", accounts(30))
+    resync(Organisation)
+    second = []
+
+    def stalled(done, total):
+        if done == 10 and not second:
+            name = settings.CDMS.get("LOCK_PREFIX", "cdms:resync:") + "core.Organisation"
+            redis_client(lock_url()).delete(name)  # the lock expired
+            second.append(resync(Organisation, full=True))
+
+    with pytest.raises(LockLost):
+        resync(Organisation, full=True, progress=stalled)
+    assert second[0].ran and second[0].kinds == ("full",)
+    state = SyncState.objects.get(model="core.Organisation")
+    assert state.status == "ok" and state.phase == ""  # as the second run left it
+    assert local_state(Organisation) == remote_state(remote_client, "accounts")
+    assert resync(Organisation).kinds == ("incremental",)
 
 
 def test_locks_keep_their_redis_connection_from_one_to_the_next(monkeypatch):
