@@ -21,6 +21,7 @@ from cdms_api.simulator.seed import demo_key
 from core.models import Contact, Organisation
 from migrator import feed as feed_module
 from migrator import partitions, remote
+from migrator.locks import ResyncLock
 from migrator.state import SyncState
 from migrator.testing import assertNumRemoteCalls
 from tests.migrator.crm import names
@@ -181,21 +182,25 @@ def test_a_query_joining_a_filtered_model_is_read_the_filtered_way(crm, filled, 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_readers_apply_each_change_once(crm, feed, filled):
     """Two readers at once after a change: one follows the delta link, the other waits for
-    it and answers with the change, without a request of its own."""
+    it and answers with the change, without a request of its own. (Both ask while a resync
+    holds the lock, so that neither asks after the other's check began: a reader that asks
+    later makes a check of its own.)"""
     crm.change(ROCKET, name="Rocket Six")
     feed.clear_journal()
-    answers, barrier = [], threading.Barrier(2)
+    answers = []
 
     def reader():
-        barrier.wait()
         try:
             answers.append(names(orgs.filter(name="Rocket Six")))
         finally:
             close_old_connections()
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
-    for thread in threads:
-        thread.start()
+    with ResyncLock("core.Organisation") as held:
+        assert held
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # both readers ask, and wait for the lock
     for thread in threads:
         thread.join(60)
     assert answers == [{"Rocket Six"}, {"Rocket Six"}]
