@@ -86,16 +86,19 @@ def _update_of(instance: CDMSModel, update_fields: Any) -> RemoteWrite | None:
 def _create(instance: CDMSModel, body: dict[str, Any]) -> dict[str, Any]:
     """POST the record with the instance's key. The key was made for this instance when it
     was first saved, so a record that already has it is the one an earlier attempt created
-    (its answer lost), or a bulk create whose read back failed: it is adopted (``_adopt``)."""
+    (its answer lost), or a bulk create whose read back failed: it is adopted
+    (``_adopt_created``)."""
     mapping, client = instance.cdms, remote.client()
     note_create(instance, body)
     try:
         return client.create(mapping.entity_set, body, key=instance.cdms_pk)
     except DuplicateKey as duplicate:
-        return _adopt(instance, body, duplicate)
+        return _adopt_created(instance, body, duplicate)
 
 
-def _adopt(instance: CDMSModel, body: dict[str, Any], duplicate: DuplicateKey) -> dict[str, Any]:
+def _adopt_created(
+    instance: CDMSModel, body: dict[str, Any], duplicate: DuplicateKey
+) -> dict[str, Any]:
     """Adopt the record an earlier create of the instance made: as it is when it holds the
     values sent; sent them again with ``If-Match`` on its ETag when nobody changed it since
     (``instances.created_so``); ``PreconditionFailed`` when somebody did, with both versions
